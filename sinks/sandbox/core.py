@@ -87,7 +87,7 @@ class ManualClock:
 FaultKind = Literal["rate_limit", "server_error", "latency", "drop_after_write"]
 
 
-class ConnectionDropped(Exception):  # noqa: N818 - it names an event, not an error class
+class ConnectionDropped(Exception):
     """Raised by an app after a committed write to simulate a lost response.
 
     The in-process transports turn it into ``httpx.RemoteProtocolError``; under
@@ -472,7 +472,7 @@ def build_report(platform: str, tenant: str, documents: list[DocumentSummary],
                  customers: list[CustomerSummary]) -> dict[str, Any]:
     """The sandbox ledger in neutral terms, for comparison with the CRM.
 
-    Per-customer balance = open invoice balances − unused credit − unapplied
+    Per-customer balance = open invoice balances - unused credit - unapplied
     payments, i.e. what the customer owes according to the platform.
     Duplicates counts every document beyond the first sharing a number or a
     reference — the end-to-end tests assert it is zero.
