@@ -1,0 +1,132 @@
+"""The one command, ``ledgerstream``: every runtime is a subcommand of it.
+
+This module is the composition root: it wires settings into the packages and
+owns no logic of its own beyond presenting results.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from deploy.localstack.errors import StackError
+from deploy.localstack.stack import LocalStack
+
+console = Console(stderr=True)
+out = Console()
+
+
+@click.group()
+@click.version_option(package_name="ledgerstream")
+def main() -> None:
+    """ledgerstream: CRM financial events into accounting platforms, exactly once."""
+
+
+@main.command()
+def up() -> None:
+    """Start the local Kafka, schema registry and PostgreSQL (what is not running)."""
+    stack = LocalStack()
+    try:
+        with console.status("bringing the local stack up") as spinner:
+            report = stack.up(progress=lambda msg: spinner.update(msg))
+    except StackError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    table = Table("service", "endpoint", "state")
+    for s in report.services:
+        state = "already running" if s.started_in_s is None else f"started in {s.started_in_s:.1f}s"
+        table.add_row(s.name, s.endpoint, state)
+    out.print(table)
+    out.print(f"ready in {report.total_s:.1f}s; for clients:")
+    for key, value in report.endpoints.as_env().items():
+        out.print(f"  export {key}={value}", highlight=False, soft_wrap=True)
+
+
+@main.command()
+def status() -> None:
+    """Show each part of the local stack and whether it answers."""
+    statuses = LocalStack().status()
+    table = Table("service", "endpoint", "running", "healthy")
+    for s in statuses:
+        table.add_row(s.name, s.endpoint, _yes(s.running), _yes(s.healthy))
+    out.print(table)
+    if not all(s.healthy for s in statuses):
+        sys.exit(3)
+
+
+@main.command()
+def down() -> None:
+    """Stop the local stack (data is kept for the next `up`)."""
+    stopped = LocalStack().down()
+    out.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@main.command()
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds per service.")
+def check(timeout: float) -> None:
+    """Probe the configured endpoints (env vars or the local stack) within a time bound."""
+    from deploy.localstack.probes import check_database, check_kafka, check_registry
+    from ledgerstream.endpoints import configured_endpoints
+
+    endpoints = configured_endpoints()
+    failures = 0
+    for name, probe, target in (
+        ("kafka", check_kafka, endpoints.kafka_bootstrap),
+        ("registry", check_registry, endpoints.schema_registry_url),
+        ("postgres", check_database, endpoints.database_url),
+    ):
+        try:
+            probe(target, timeout)
+            out.print(f"{name}: ok")
+        except StackError as exc:
+            failures += 1
+            out.print(f"{name}: [red]{exc}[/red]")
+    sys.exit(1 if failures else 0)
+
+
+@main.command()
+def resolve() -> None:
+    """Download Kafka and Apicurio Registry from Maven Central into the cache."""
+    from deploy.localstack import artifacts
+    from deploy.localstack.settings import StackSettings
+
+    try:
+        found = artifacts.resolve(StackSettings())
+    except StackError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    out.print(f"kafka classpath: {found.kafka_libs}\nregistry: {found.registry_jar}")
+
+
+@main.command()
+def demo() -> None:
+    """Bring the local stack up and run the pipeline demo (a smoke round trip for now)."""
+    from ledgerstream.smoke import run_smoke
+
+    stack = LocalStack()
+    try:
+        with console.status("bringing the local stack up") as spinner:
+            report = stack.up(progress=lambda msg: spinner.update(msg))
+        with console.status("smoke round trip: registry, Kafka, PostgreSQL"):
+            result = run_smoke(report.endpoints)
+    except (StackError, RuntimeError) as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        sys.exit(1)
+    out.print(f"stack ready in {report.total_s:.1f}s at {report.endpoints.kafka_bootstrap}")
+    out.print(
+        f"smoke: Avro record via schema id {result.schema_id} on {result.topic} "
+        f"round-tripped in {result.round_trip_ms:.0f} ms; database ok: {result.database_ok}"
+    )
+    if not result.database_ok:
+        sys.exit(1)
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/green]" if flag else "[red]no[/red]"
+
+
+if __name__ == "__main__":
+    main()
