@@ -268,9 +268,7 @@ Flow: TypeAlias = Generator[PlatformRequest, PlatformResponse, T]
 Transport: TypeAlias = Callable[[PlatformRequest], PlatformResponse]
 
 
-def single_request(
-    request: PlatformRequest, parse: Callable[[PlatformResponse], T]
-) -> Flow[T]:
+def single_request(request: PlatformRequest, parse: Callable[[PlatformResponse], T]) -> Flow[T]:
     """The flow of a one-request write: send ``request``, ``parse`` its response."""
     response = yield request
     return parse(response)

@@ -158,7 +158,9 @@ class TenantMapping(_Strict):
         try:
             return self.income_accounts[kind]
         except KeyError:
-            raise self._missing("income account for line kind", kind.value, "income_accounts") from None
+            raise self._missing(
+                "income account for line kind", kind.value, "income_accounts"
+            ) from None
 
     def item(self, kind: LineKind | str) -> str:
         kind = LineKind(kind)
@@ -167,7 +169,9 @@ class TenantMapping(_Strict):
         except KeyError:
             raise self._missing("item for line kind", kind.value, "items") from None
 
-    def tax_code(self, crm_code: str | None, jurisdiction: str | None = None, *, exempt: bool = False) -> str:
+    def tax_code(
+        self, crm_code: str | None, jurisdiction: str | None = None, *, exempt: bool = False
+    ) -> str:
         """Platform tax code for a CRM tax code, falling back to its jurisdiction;
         ``exempt`` (or no code at all) selects :attr:`exempt_tax_code`."""
         if exempt or crm_code is None:
@@ -186,7 +190,9 @@ class TenantMapping(_Strict):
             return self.deposit_accounts[key]
         if "default" in self.deposit_accounts:
             return self.deposit_accounts["default"]
-        raise self._missing("deposit account for payment method", payment_method, "deposit_accounts")
+        raise self._missing(
+            "deposit account for payment method", payment_method, "deposit_accounts"
+        )
 
     def fee_account(self) -> str:
         if self.processor_fee_account is None:
@@ -282,7 +288,9 @@ def parse_mapping(data: Any, *, source: str = "<mapping>") -> MappingFile:
     try:
         return MappingFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid mapping file {source}: " + _describe(exc, prefix="")) from None
+        raise ConfigurationError(
+            f"invalid mapping file {source}: " + _describe(exc, prefix="")
+        ) from None
 
 
 def load_mapping_file(path: str | Path) -> MappingFile:
