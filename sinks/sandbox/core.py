@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, Protocol
+from urllib.parse import parse_qs
 
 import httpx
 import uvicorn
@@ -807,7 +808,8 @@ class Sandbox(ABC):
         return JSONResponse({"now": now.isoformat()})
 
     async def _token_endpoint(self, request: Request) -> Response:
-        form = await request.form()
+        # parsed by hand: starlette's form parser needs python-multipart
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != "refresh_token":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         pair = self.tokens.refresh(str(form.get("refresh_token", "")))
