@@ -711,7 +711,8 @@ class XeroSandbox(Sandbox):
             raise Invalid("The amount allocated exceeds the remaining credit or the amount due")
         day = _parse_date(item["Date"], "Date")
         self._check_lock(org, day)
-        allocation: dict[str, Any] = {"AllocationID": org.new_id("allocation"), "Amount": num(amount),
+        allocation: dict[str, Any] = {
+                      "AllocationID": org.new_id("allocation"), "Amount": num(amount),
                       "_date": day.isoformat(), "_seq": org.counter,
                       "Invoice": {"InvoiceID": invoice["InvoiceID"],
                                   "InvoiceNumber": invoice["InvoiceNumber"]},
