@@ -50,12 +50,16 @@ class ToyBooks(Platform):
         customer_id = context.external_ids.get(f"customer:{entry['customer']}")
         if customer_id is None:
             found = yield PlatformRequest(
-                "GET", f"/customers/{entry['customer']}", purpose="find customer",
+                "GET",
+                f"/customers/{entry['customer']}",
+                purpose="find customer",
                 accept_statuses=frozenset({404}),
             )
             if found.status == 404:
                 created = yield PlatformRequest(
-                    "POST", "/customers", purpose="create customer",
+                    "POST",
+                    "/customers",
+                    purpose="create customer",
                     json={"name": self.spec.truncate("customer.name", entry["customer"])},
                     idempotency_key=context.key_for(self.spec.name, "customer"),
                 )
@@ -70,7 +74,10 @@ class ToyBooks(Platform):
         else:
             body = {"c": customer_id, "amount": entry["amount"]}
         posted = yield PlatformRequest(
-            "POST", "/invoices", purpose="post invoice", json=body,
+            "POST",
+            "/invoices",
+            purpose="post invoice",
+            json=body,
             idempotency_key=context.key_for(self.spec.name),
         )
         doc = posted.json()
@@ -79,15 +86,17 @@ class ToyBooks(Platform):
     def classify_error(self, response: PlatformResponse) -> SinkError | None:
         if response.status == 400 and b"Duplicate" in response.body:
             return AlreadyAppliedError(
-                "duplicate document", external_id=response.json()["existing"],
-                platform=self.spec.name, vendor_code="6140",
+                "duplicate document",
+                external_id=response.json()["existing"],
+                platform=self.spec.name,
+                vendor_code="6140",
             )
         if response.status == 200 and b'"fault"' in response.body:  # error inside a 200
             return TransientError("fault in 200", platform=self.spec.name)
         return super().classify_error(response)
 
 
-def fake(routes: dict[str, Callable[[PlatformRequest], PlatformResponse]]):  # type: ignore[no-untyped-def]
+def fake(routes: dict[str, Callable[[PlatformRequest], PlatformResponse]]):
     def transport(request: PlatformRequest) -> PlatformResponse:
         return routes[f"{request.method} {request.path}"](request)
 
@@ -105,15 +114,24 @@ def test_find_or_create_then_post() -> None:
         posted.append(r)
         return PlatformResponse.from_json(200, {"id": "inv-9", "sync": "0", "no": "1001"})
 
-    runner = FlowRunner(ToyBooks(), fake({
-        "GET /customers/bob-the-builder": lambda r: PlatformResponse.from_json(404, {}),
-        "POST /customers": lambda r: PlatformResponse.from_json(200, {"id": "c-7"}),
-        "POST /invoices": post_invoice,
-    }))
+    runner = FlowRunner(
+        ToyBooks(),
+        fake(
+            {
+                "GET /customers/bob-the-builder": lambda r: PlatformResponse.from_json(404, {}),
+                "POST /customers": lambda r: PlatformResponse.from_json(200, {"id": "c-7"}),
+                "POST /invoices": post_invoice,
+            }
+        ),
+    )
     result = runner.write({"type": "invoice", "customer": "bob-the-builder", "amount": 5}, ctx())
-    assert result == WriteResult("inv-9", "0", "1001", raw={"id": "inv-9", "sync": "0", "no": "1001"})
+    assert result == WriteResult(
+        "inv-9", "0", "1001", raw={"id": "inv-9", "sync": "0", "no": "1001"}
+    )
     assert steps_of(runner.sent) == [
-        "GET /customers/bob-the-builder", "POST /customers", "POST /invoices"
+        "GET /customers/bob-the-builder",
+        "POST /customers",
+        "POST /invoices",
     ]
     assert runner.sent[1].json == {"name": "bob-t"}  # truncated to the spec's limit
     assert posted[0].json == {"c": "c-7", "amount": 5}
@@ -122,45 +140,83 @@ def test_find_or_create_then_post() -> None:
 
 
 def test_known_customer_and_synctoken_update() -> None:
-    runner = FlowRunner(ToyBooks(), fake({
-        "GET /invoices/inv-9": lambda r: PlatformResponse.from_json(200, {"sync": "3"}),
-        "POST /invoices": lambda r: PlatformResponse.from_json(
-            200, {"id": "inv-9", "sync": str(int(r.json["sync"]) + 1)}
+    runner = FlowRunner(
+        ToyBooks(),
+        fake(
+            {
+                "GET /invoices/inv-9": lambda r: PlatformResponse.from_json(200, {"sync": "3"}),
+                "POST /invoices": lambda r: PlatformResponse.from_json(
+                    200, {"id": "inv-9", "sync": str(int(r.json["sync"]) + 1)}
+                ),
+            }
         ),
-    }))
-    result = runner.write({"type": "invoice", "customer": "bob", "invoice_id": "inv-9"}, ctx(**{"customer:bob": "c-1"}))
+    )
+    result = runner.write(
+        {"type": "invoice", "customer": "bob", "invoice_id": "inv-9"},
+        ctx(**{"customer:bob": "c-1"}),
+    )
     assert result.version == "4"
     assert steps_of(runner.sent) == ["GET /invoices/inv-9", "POST /invoices"]
 
 
 def test_error_response_raises_and_closes_flow() -> None:
-    runner = FlowRunner(ToyBooks(), fake({
-        "POST /invoices": lambda r: PlatformResponse.from_json(400, {"error": "Amount invalid"}),
-    }))
+    runner = FlowRunner(
+        ToyBooks(),
+        fake(
+            {
+                "POST /invoices": lambda r: PlatformResponse.from_json(
+                    400, {"error": "Amount invalid"}
+                ),
+            }
+        ),
+    )
     with pytest.raises(PayloadRejectedError, match="Amount invalid"):
-        runner.write({"type": "invoice", "customer": "bob", "amount": -1}, ctx(**{"customer:bob": "c"}))
+        runner.write(
+            {"type": "invoice", "customer": "bob", "amount": -1}, ctx(**{"customer:bob": "c"})
+        )
 
 
 def test_404_not_accepted_outside_lookup() -> None:
-    runner = FlowRunner(ToyBooks(), fake({
-        "GET /invoices/gone": lambda r: PlatformResponse.from_json(404, {}),
-    }))
+    runner = FlowRunner(
+        ToyBooks(),
+        fake(
+            {
+                "GET /invoices/gone": lambda r: PlatformResponse.from_json(404, {}),
+            }
+        ),
+    )
     with pytest.raises(PayloadRejectedError):
-        runner.write({"type": "invoice", "customer": "b", "invoice_id": "gone"}, ctx(**{"customer:b": "c"}))
+        runner.write(
+            {"type": "invoice", "customer": "b", "invoice_id": "gone"}, ctx(**{"customer:b": "c"})
+        )
 
 
 def test_vendor_classification_duplicate_is_success() -> None:
-    runner = FlowRunner(ToyBooks(), fake({
-        "POST /invoices": lambda r: PlatformResponse.from_json(400, {"Duplicate": 1, "existing": "inv-1"}),
-    }))
-    result = runner.write({"type": "invoice", "customer": "b", "amount": 1}, ctx(**{"customer:b": "c"}))
+    runner = FlowRunner(
+        ToyBooks(),
+        fake(
+            {
+                "POST /invoices": lambda r: PlatformResponse.from_json(
+                    400, {"Duplicate": 1, "existing": "inv-1"}
+                ),
+            }
+        ),
+    )
+    result = runner.write(
+        {"type": "invoice", "customer": "b", "amount": 1}, ctx(**{"customer:b": "c"})
+    )
     assert result.external_id == "inv-1" and result.already_applied
 
 
 def test_vendor_error_inside_200() -> None:
-    runner = FlowRunner(ToyBooks(), fake({
-        "POST /invoices": lambda r: PlatformResponse.from_json(200, {"fault": "busy"}),
-    }))
+    runner = FlowRunner(
+        ToyBooks(),
+        fake(
+            {
+                "POST /invoices": lambda r: PlatformResponse.from_json(200, {"fault": "busy"}),
+            }
+        ),
+    )
     with pytest.raises(TransientError):
         runner.write({"type": "invoice", "customer": "b", "amount": 1}, ctx(**{"customer:b": "c"}))
 
@@ -209,8 +265,18 @@ def test_idempotency_key_is_deterministic_and_short() -> None:
     a = idempotency_key("xero", "acme", "e1")
     assert a == idempotency_key("xero", "acme", "e1")
     assert len(a) == 36
-    assert len({a, idempotency_key("qbo", "acme", "e1"), idempotency_key("xero", "acme2", "e1"),
-                idempotency_key("xero", "acme", "e2"), idempotency_key("xero", "acme", "e1", "c")}) == 5
+    assert (
+        len(
+            {
+                a,
+                idempotency_key("qbo", "acme", "e1"),
+                idempotency_key("xero", "acme2", "e1"),
+                idempotency_key("xero", "acme", "e2"),
+                idempotency_key("xero", "acme", "e1", "c"),
+            }
+        )
+        == 5
+    )
 
 
 def test_spec_validation() -> None:

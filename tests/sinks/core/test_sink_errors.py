@@ -123,7 +123,9 @@ def test_long_body_is_excerpted() -> None:
 def test_classify_exception() -> None:
     req = httpx.Request("GET", "https://x.test/")
     assert isinstance(classify_exception(httpx.ReadTimeout("slow", request=req)), TransientError)
-    assert isinstance(classify_exception(httpx.ConnectError("refused", request=req)), TransientError)
+    assert isinstance(
+        classify_exception(httpx.ConnectError("refused", request=req)), TransientError
+    )
     assert isinstance(classify_exception(ConnectionResetError()), TransientError)
     same = PayloadRejectedError("x")
     assert classify_exception(same) is same

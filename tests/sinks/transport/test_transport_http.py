@@ -40,7 +40,9 @@ class FakeTime:
         self.now += seconds
 
 
-def responses(*items: httpx.Response | Exception) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
+def responses(
+    *items: httpx.Response | Exception,
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
     queue = list(items)
     seen: list[httpx.Request] = []
 
@@ -54,7 +56,9 @@ def responses(*items: httpx.Response | Exception) -> tuple[Callable[[httpx.Reque
     return handler, seen
 
 
-def executor(handler, *, registry: CollectorRegistry | None = None, **kw) -> tuple[HttpExecutor, FakeTime, CollectorRegistry]:  # type: ignore[no-untyped-def]
+def executor(
+    handler, *, registry: CollectorRegistry | None = None, **kw
+) -> tuple[HttpExecutor, FakeTime, CollectorRegistry]:
     t = FakeTime()
     reg = registry or CollectorRegistry()
     ex = HttpExecutor(
@@ -71,8 +75,13 @@ def executor(handler, *, registry: CollectorRegistry | None = None, **kw) -> tup
 
 
 INVOICE = PlatformRequest(
-    "PUT", "/Invoices", purpose="create invoice", json={"Invoices": [{"Total": 10}]},
-    headers={"Idempotency-Key": "k-1"}, query={"summarizeErrors": "false"}, idempotency_key="k-1",
+    "PUT",
+    "/Invoices",
+    purpose="create invoice",
+    json={"Invoices": [{"Total": 10}]},
+    headers={"Idempotency-Key": "k-1"},
+    query={"summarizeErrors": "false"},
+    idempotency_key="k-1",
 )
 
 
@@ -95,16 +104,38 @@ def test_client_has_explicit_timeouts() -> None:
 
 
 def test_5xx_retried_then_success_with_metrics() -> None:
-    handler, seen = responses(httpx.Response(503), httpx.Response(502), httpx.Response(201, json={}))
+    handler, seen = responses(
+        httpx.Response(503), httpx.Response(502), httpx.Response(201, json={})
+    )
     ex, t, reg = executor(handler)
     assert ex.send(INVOICE).status == 201
     assert len(seen) == 3 and len(t.sleeps) == 2
     assert all(0 <= s <= 30 for s in t.sleeps)
     labels = {"platform": "xero", "operation": "create invoice"}
-    assert reg.get_sample_value("ledgerstream_sink_api_retries_total", {**labels, "reason": "http_503"}) == 1
-    assert reg.get_sample_value("ledgerstream_sink_api_retries_total", {**labels, "reason": "http_502"}) == 1
-    assert reg.get_sample_value("ledgerstream_sink_api_latency_seconds_count", {**labels, "status": "201"}) == 1
-    assert reg.get_sample_value("ledgerstream_sink_api_latency_seconds_count", {**labels, "status": "503"}) == 1
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_retries_total", {**labels, "reason": "http_503"}
+        )
+        == 1
+    )
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_retries_total", {**labels, "reason": "http_502"}
+        )
+        == 1
+    )
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_latency_seconds_count", {**labels, "status": "201"}
+        )
+        == 1
+    )
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_latency_seconds_count", {**labels, "status": "503"}
+        )
+        == 1
+    )
     # the same idempotency key travels on every attempt
     assert {r.headers["Idempotency-Key"] for r in seen} == {"k-1"}
 
@@ -134,10 +165,13 @@ def test_429_retry_after_honoured_and_bucket_paused() -> None:
     assert t.sleeps == [7.0]  # exactly Retry-After; the paused bucket was free again then
     assert len(seen) == 2
     assert reg.get_sample_value("ledgerstream_sink_api_429_total", {"platform": "xero"}) == 1
-    assert reg.get_sample_value(
-        "ledgerstream_sink_api_retries_total",
-        {"platform": "xero", "operation": "create invoice", "reason": "rate_limited"},
-    ) == 1
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_retries_total",
+            {"platform": "xero", "operation": "create invoice", "reason": "rate_limited"},
+        )
+        == 1
+    )
 
 
 def test_429_pause_is_seen_by_other_requests_of_the_tenant() -> None:
@@ -166,16 +200,21 @@ def test_429_without_retry_after_uses_platform_default_pause() -> None:
 
 def test_timeouts_are_retried_then_raised_as_transient() -> None:
     handler, seen = responses(
-        httpx.ReadTimeout("read timed out"), httpx.ConnectTimeout("connect"), httpx.ReadTimeout("again")
+        httpx.ReadTimeout("read timed out"),
+        httpx.ConnectTimeout("connect"),
+        httpx.ReadTimeout("again"),
     )
     ex, t, reg = executor(handler, retry=RetryPolicy(max_attempts=3))
     with pytest.raises(TransientError, match="timed out"):
         ex.send(INVOICE)
     assert len(seen) == 3 and len(t.sleeps) == 2
-    assert reg.get_sample_value(
-        "ledgerstream_sink_api_latency_seconds_count",
-        {"platform": "xero", "operation": "create invoice", "status": "timeout"},
-    ) == 3
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_latency_seconds_count",
+            {"platform": "xero", "operation": "create invoice", "status": "timeout"},
+        )
+        == 3
+    )
 
 
 def test_connection_error_then_success() -> None:
@@ -194,18 +233,22 @@ def test_permanent_error_is_returned_not_retried() -> None:
 def test_accepted_status_is_returned() -> None:
     handler, seen = responses(httpx.Response(404))
     ex, _, _ = executor(handler)
-    lookup = PlatformRequest("GET", "/Contacts/x", purpose="find contact", accept_statuses=frozenset({404}))
+    lookup = PlatformRequest(
+        "GET", "/Contacts/x", purpose="find contact", accept_statuses=frozenset({404})
+    )
     assert ex.send(lookup).status == 404 and len(seen) == 1
 
 
 def test_vendor_classifier_can_make_a_200_retryable() -> None:
-    def classify(resp):  # type: ignore[no-untyped-def]
+    def classify(resp):
         if b"ExceededConcurrentRequestLimitFault" in resp.body:
             return TransientError("concurrency fault", platform="netsuite")
         return None
 
     handler, seen = responses(
-        httpx.Response(200, content=b"<soap:Fault>ExceededConcurrentRequestLimitFault</soap:Fault>"),
+        httpx.Response(
+            200, content=b"<soap:Fault>ExceededConcurrentRequestLimitFault</soap:Fault>"
+        ),
         httpx.Response(200, content=b"<ok/>"),
     )
     ex, _, _ = executor(handler, classify=classify)
@@ -215,19 +258,31 @@ def test_vendor_classifier_can_make_a_200_retryable() -> None:
 # ------------------------------------------------------------------ auth in the loop
 
 
-def oauth(store: InMemoryTokenStore, *, expires_in: float = 3600, now: datetime | None = None) -> OAuth2Auth:
+def oauth(
+    store: InMemoryTokenStore, *, expires_in: float = 3600, now: datetime | None = None
+) -> OAuth2Auth:
     now = now or datetime.now(UTC)
-    store.save("xero", "acme", TokenSet(
-        access_token=SecretStr("access-old-123"), refresh_token=SecretStr("refresh-old-123"),
-        expires_at=now + timedelta(seconds=expires_in),
-    ))
+    store.save(
+        "xero",
+        "acme",
+        TokenSet(
+            access_token=SecretStr("access-old-123"),
+            refresh_token=SecretStr("refresh-old-123"),
+            expires_at=now + timedelta(seconds=expires_in),
+        ),
+    )
     return OAuth2Auth(
-        platform="xero", tenant_id="acme", token_url=TOKEN_URL, client_id="cid",
-        client_secret=SecretStr("csecret-xyz"), store=store, clock=lambda: now,
+        platform="xero",
+        tenant_id="acme",
+        token_url=TOKEN_URL,
+        client_id="cid",
+        client_secret=SecretStr("csecret-xyz"),
+        store=store,
+        clock=lambda: now,
     )
 
 
-def api_and_token_endpoint(api_status_for: Callable[[str], int]):  # type: ignore[no-untyped-def]
+def api_and_token_endpoint(api_status_for: Callable[[str], int]):
     token_calls: list[httpx.Request] = []
     api_calls: list[httpx.Request] = []
 
@@ -237,10 +292,16 @@ def api_and_token_endpoint(api_status_for: Callable[[str], int]):  # type: ignor
             form = dict(urllib.parse.parse_qsl(request.content.decode()))
             n = len(token_calls)
             assert form["grant_type"] == "refresh_token"
-            return httpx.Response(200, json={
-                "access_token": f"access-new-{n}", "refresh_token": f"refresh-new-{n}",
-                "expires_in": 1800, "token_type": "Bearer", "api_domain": "https://eu.test",
-            })
+            return httpx.Response(
+                200,
+                json={
+                    "access_token": f"access-new-{n}",
+                    "refresh_token": f"refresh-new-{n}",
+                    "expires_in": 1800,
+                    "token_type": "Bearer",
+                    "api_domain": "https://eu.test",
+                },
+            )
         api_calls.append(request)
         token = request.headers["Authorization"].removeprefix("Bearer ")
         return httpx.Response(api_status_for(token), json={"Id": "1"})
@@ -258,17 +319,23 @@ def test_401_refresh_then_retry_once() -> None:
     assert ex.send(INVOICE).status == 200
     assert len(token_calls) == 1 and len(api_calls) == 2 and t.sleeps == []
     assert token_calls[0].headers["Authorization"].startswith("Basic ")
-    assert dict(urllib.parse.parse_qsl(token_calls[0].content.decode()))["refresh_token"] == "refresh-old-123"
+    assert (
+        dict(urllib.parse.parse_qsl(token_calls[0].content.decode()))["refresh_token"]
+        == "refresh-old-123"
+    )
     assert api_calls[1].headers["Authorization"] == "Bearer access-new-1"
     stored = store.load("xero", "acme")
     assert stored is not None and stored.version == 2
     assert stored.token.refresh_token is not None
     assert stored.token.refresh_token.get_secret_value() == "refresh-new-1"
     assert stored.token.extras == {"api_domain": "https://eu.test"}
-    assert reg.get_sample_value(
-        "ledgerstream_sink_api_latency_seconds_count",
-        {"platform": "xero", "operation": "refresh token", "status": "200"},
-    ) == 1
+    assert (
+        reg.get_sample_value(
+            "ledgerstream_sink_api_latency_seconds_count",
+            {"platform": "xero", "operation": "refresh token", "status": "200"},
+        )
+        == 1
+    )
 
 
 def test_second_401_after_refresh_is_configuration_error() -> None:
@@ -297,7 +364,7 @@ def test_expiring_token_is_refreshed_before_use() -> None:
         (503, {}, TransientError),
     ],
 )
-def test_refresh_failures(status: int, body: dict, expected: type[Exception]) -> None:  # type: ignore[type-arg]
+def test_refresh_failures(status: int, body: dict, expected: type[Exception]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if str(request.url) == TOKEN_URL:
             return httpx.Response(status, json=body)
@@ -312,8 +379,14 @@ def test_refresh_failures(status: int, body: dict, expected: type[Exception]) ->
 
 
 def test_no_stored_grant_is_configuration_error() -> None:
-    auth = OAuth2Auth(platform="xero", tenant_id="nobody", token_url=TOKEN_URL, client_id="c",
-                      client_secret=SecretStr("s-secret"), store=InMemoryTokenStore())
+    auth = OAuth2Auth(
+        platform="xero",
+        tenant_id="nobody",
+        token_url=TOKEN_URL,
+        client_id="c",
+        client_secret=SecretStr("s-secret"),
+        store=InMemoryTokenStore(),
+    )
     handler, _, _ = api_and_token_endpoint(lambda tok: 200)
     ex, _, _ = executor(handler, auth=auth)
     with pytest.raises(ConfigurationError, match="connect it first"):
@@ -330,7 +403,9 @@ def test_api_key_401_is_configuration_error_without_retry() -> None:
 
 def test_api_key_in_query() -> None:
     handler, seen = responses(httpx.Response(200))
-    ex, _, _ = executor(handler, auth=ApiKeyAuth(SecretStr("key-abcdef"), header=None, query_param="api_key"))
+    ex, _, _ = executor(
+        handler, auth=ApiKeyAuth(SecretStr("key-abcdef"), header=None, query_param="api_key")
+    )
     ex.send(INVOICE)
     assert seen[0].url.params["api_key"] == "key-abcdef"
     assert seen[0].url.params["summarizeErrors"] == "false"
@@ -344,7 +419,9 @@ def test_session_login_and_relogin_on_401() -> None:
         if request.url.path == "/v1/login":
             logins.append(request)
             return httpx.Response(200, json={"session_id": f"sess-{len(logins)}"})
-        return httpx.Response(200 if valid.get(request.headers.get("X-Session", ""), False) else 401)
+        return httpx.Response(
+            200 if valid.get(request.headers.get("X-Session", ""), False) else 401
+        )
 
     auth = SessionAuth(
         login=lambda: PlatformRequest("POST", "/login", purpose="login", json={"user": "u"}),
@@ -365,7 +442,8 @@ def test_session_cookie() -> None:
 
     auth = SessionAuth(
         login=lambda: PlatformRequest("POST", "/login", purpose="login"),
-        parse_session=lambda r: r.json()["sid"], cookie="SID",
+        parse_session=lambda r: r.json()["sid"],
+        cookie="SID",
     )
     ex, _, _ = executor(handler, auth=auth)
     assert ex.send(INVOICE).status == 200
@@ -375,7 +453,8 @@ def test_session_failed_login_is_configuration_error() -> None:
     handler, _ = responses(httpx.Response(401))
     auth = SessionAuth(
         login=lambda: PlatformRequest("POST", "/login", purpose="login"),
-        parse_session=lambda r: "x", header="X-Session",
+        parse_session=lambda r: "x",
+        header="X-Session",
     )
     ex, _, _ = executor(handler, auth=auth)
     with pytest.raises(ConfigurationError, match="login failed"):

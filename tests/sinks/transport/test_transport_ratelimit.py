@@ -78,7 +78,7 @@ def test_refused_request_spends_nothing() -> None:
 @settings(max_examples=50)
 @given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=300))
 def test_never_exceeds_capacity_plus_refill(gaps: list[float]) -> None:
-    """Over any run, grants ≤ capacity + rate × elapsed (the token-bucket bound)."""
+    """Over any run, grants ≤ capacity + rate * elapsed (the token-bucket bound)."""
     window = RateWindow(10, 2)
     policy = RateLimitPolicy((window,))
     state, now, granted = BucketState(refilled_at=0.0), 0.0, 0
@@ -145,6 +145,9 @@ def test_concurrency_limit() -> None:
 
 def test_concurrency_timeout() -> None:
     limiter = ConcurrencyLimiter(timeout=0.05)
-    with limiter.slot("p", "t", 1), pytest.raises(TransientError, match="slot"):
-        with limiter.slot("p", "t", 1):
-            pass
+    with (
+        limiter.slot("p", "t", 1),
+        pytest.raises(TransientError, match="slot"),
+        limiter.slot("p", "t", 1),
+    ):
+        pass

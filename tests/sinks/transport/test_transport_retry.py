@@ -25,7 +25,7 @@ class FakeTime:
         self.now += seconds
 
 
-def failing(errors: list[Exception], result: str = "ok"):  # type: ignore[no-untyped-def]
+def failing(errors: list[Exception], result: str = "ok"):
     calls = []
 
     def fn() -> str:
@@ -54,7 +54,10 @@ def test_jitter_actually_varies() -> None:
 def test_retries_transient_then_succeeds() -> None:
     t = FakeTime()
     fn = failing([TransientError("503"), TransientError("503")])
-    assert call_with_retry(fn, RetryPolicy(), sleep=t.sleep, clock=t.clock, rng=random.Random(0)) == "ok"
+    assert (
+        call_with_retry(fn, RetryPolicy(), sleep=t.sleep, clock=t.clock, rng=random.Random(0))
+        == "ok"
+    )
     assert len(fn.calls) == 3 and len(t.sleeps) == 2
     assert t.sleeps[0] <= 0.5 and t.sleeps[1] <= 1.0
 
@@ -80,7 +83,10 @@ def test_retry_after_is_honoured_exactly() -> None:
     seen = []
     fn = failing([RateLimitedError("429", retry_after=7.0)])
     result = call_with_retry(
-        fn, RetryPolicy(), sleep=t.sleep, clock=t.clock,
+        fn,
+        RetryPolicy(),
+        sleep=t.sleep,
+        clock=t.clock,
         on_retry=lambda e, n, d: seen.append((type(e).__name__, n, d)),
     )
     assert result == "ok" and t.sleeps == [7.0]
@@ -99,7 +105,9 @@ def test_max_elapsed_bounds_total_time() -> None:
     t = FakeTime()
     fn = failing([RateLimitedError("429", retry_after=40.0) for _ in range(10)])
     with pytest.raises(RateLimitedError):
-        call_with_retry(fn, RetryPolicy(max_attempts=10, max_elapsed=100), sleep=t.sleep, clock=t.clock)
+        call_with_retry(
+            fn, RetryPolicy(max_attempts=10, max_elapsed=100), sleep=t.sleep, clock=t.clock
+        )
     assert t.sleeps == [40.0, 40.0] and t.now <= 100
 
 
