@@ -142,6 +142,11 @@ class _Checker:
                 out += self.check(r, branch, f"{path}<{label}>")
             return out
         if isinstance(r, list):
+            if w["type"] in NAMED:  # named types match their reader branch by name
+                for branch in r:
+                    found = self.reader.deref(branch)
+                    if found["type"] == w["type"] and _names_match(found, w):
+                        return self.check(found, w, path)
             for branch in r:
                 if not self.check(branch, w, path):
                     return []

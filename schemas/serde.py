@@ -42,7 +42,7 @@ _HEADER = struct.Struct(">bI")
 
 def registry_client(url: str, **conf: Any) -> SchemaRegistryClient:
     """A client for ``url`` (``mock://<scope>`` gives confluent's in-memory mock)."""
-    return SchemaRegistryClient({"url": url, **conf})
+    return SchemaRegistryClient.new_client({"url": url, **conf})
 
 
 def avro_serializer(

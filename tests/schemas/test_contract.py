@@ -27,13 +27,15 @@ def test_every_avro_record_has_a_model() -> None:
 
 
 @pytest.mark.parametrize("path", sorted(avsc.AVRO_DIR.rglob("*.avsc")), ids=lambda p: p.name)
-def test_every_file_is_valid_json_with_a_known_namespace(path) -> None:  # type: ignore[no-untyped-def]
+def test_every_file_is_valid_json_with_a_known_namespace(path) -> None:
     schema = json.loads(path.read_text())
     assert schema["namespace"] in (avsc.CRM_NAMESPACE, avsc.LEDGER_NAMESPACE)
 
 
-@pytest.mark.parametrize("record", ["FinancialEvent", "LedgerEntry", "CustomerBalance",
-                                    "DeadLetter", "Customer", "TaxRate"])
+@pytest.mark.parametrize(
+    "record",
+    ["FinancialEvent", "LedgerEntry", "CustomerBalance", "DeadLetter", "Customer", "TaxRate"],
+)
 def test_composed_schemas_are_self_contained(record: str) -> None:
     fastavro.parse_schema(json.loads(avsc.schema_str(record)), _write_hint=False)
 
@@ -57,12 +59,22 @@ class _Wrong(AvroRecord):
 
 
 _WRONG_SCHEMA = {
-    "type": "record", "name": "Wrong", "namespace": "io.ledgerstream.crm",
+    "type": "record",
+    "name": "Wrong",
+    "namespace": "io.ledgerstream.crm",
     "fields": [
-        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal",
-                                    "precision": 18, "scale": 4}},
-        {"name": "status", "type": {"type": "enum", "name": "InvoiceStatus",
-                                    "symbols": ["DRAFT", "SENT", "PAID", "VOID"]}},
+        {
+            "name": "amount",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 4},
+        },
+        {
+            "name": "status",
+            "type": {
+                "type": "enum",
+                "name": "InvoiceStatus",
+                "symbols": ["DRAFT", "SENT", "PAID", "VOID"],
+            },
+        },
         {"name": "note", "type": ["null", "string"], "default": None},
         {"name": "count", "type": "int"},
         {"name": "when", "type": {"type": "long", "logicalType": "timestamp-micros"}},
@@ -99,10 +111,21 @@ def test_model_with_wrong_nullability_and_timestamp_is_caught() -> None:
         at: datetime | None = None
         amount: Amount
 
-    schema = {"type": "record", "name": "Nullable", "namespace": "io.ledgerstream.crm",
-              "fields": [{"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-                         {"name": "amount", "type": ["null", {"type": "bytes",
-                          "logicalType": "decimal", "precision": 18, "scale": 4}]}]}
+    schema = {
+        "type": "record",
+        "name": "Nullable",
+        "namespace": "io.ledgerstream.crm",
+        "fields": [
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {
+                "name": "amount",
+                "type": [
+                    "null",
+                    {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 4},
+                ],
+            },
+        ],
+    }
     problems = compare(Nullable, schema)
     assert any("Nullable.at: model is a union/nullable" in p for p in problems)
     assert any("Nullable.amount: schema is a union" in p for p in problems)

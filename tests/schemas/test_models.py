@@ -17,6 +17,7 @@ from schemas.models import (
     Invoice,
     LineKind,
     Op,
+    Payment,
     PaymentKind,
     TaxComponent,
     quantize,
@@ -24,8 +25,14 @@ from schemas.models import (
 
 
 def _line(**kw: object) -> DocumentLine:
-    data: dict[str, object] = {"line_id": "l1", "kind": LineKind.PART, "description": "pump",
-                               "quantity": "1", "unit_price": "10", "amount": "10"}
+    data: dict[str, object] = {
+        "line_id": "l1",
+        "kind": LineKind.PART,
+        "description": "pump",
+        "quantity": "1",
+        "unit_price": "10",
+        "amount": "10",
+    }
     return DocumentLine.model_validate({**data, **kw})
 
 
@@ -33,7 +40,7 @@ def test_decimals_are_padded_to_the_schema_scale() -> None:
     line = _line(quantity="1.5", unit_price=Decimal("95"), amount=95)
     assert str(line.quantity) == "1.5000"
     assert line.unit_price.as_tuple().exponent == -4
-    assert str(TaxComponent(name="state", rate="0.0625").rate) == "0.062500"
+    assert str(TaxComponent.model_validate({"name": "state", "rate": "0.0625"}).rate) == "0.062500"
 
 
 def test_money_is_never_rounded_silently() -> None:
@@ -92,7 +99,7 @@ def test_rates_are_fractions() -> None:
 def test_models_are_frozen() -> None:
     inv = ex.sample_invoice()
     with pytest.raises(ValidationError, match="frozen"):
-        inv.total = Decimal(0)  # type: ignore[misc]
+        inv.total = Decimal(0)
     hash(ex.sample_invoice_event())  # tuples, not lists: hashable all the way down
 
 
@@ -117,8 +124,9 @@ def test_event_id_must_be_a_uuid_and_is_canonicalised() -> None:
 def test_payload_must_match_aggregate_type() -> None:
     data = ex.sample_invoice_event().model_dump()
     with pytest.raises(ValidationError, match="needs a Payment payload"):
-        FinancialEvent.model_validate({**data, "aggregate_type": AggregateType.PAYMENT,
-                                       "event_type": "payment.received"})
+        FinancialEvent.model_validate(
+            {**data, "aggregate_type": AggregateType.PAYMENT, "event_type": "payment.received"}
+        )
 
 
 def test_payload_id_must_match_aggregate_id() -> None:
@@ -138,7 +146,7 @@ def test_event_type_must_name_the_aggregate() -> None:
     data = ex.sample_invoice_event().model_dump()
     with pytest.raises(ValidationError, match="does not start with 'invoice'"):
         FinancialEvent.model_validate({**data, "event_type": "payment.created"})
-    with pytest.raises(ValidationError, match="<aggregate>.<verb>"):
+    with pytest.raises(ValidationError, match=r"<aggregate>\.<verb>"):
         FinancialEvent.model_validate({**data, "event_type": "InvoiceCreated"})
 
 
@@ -149,16 +157,19 @@ def test_tenant_may_not_contain_the_key_separator() -> None:
 
 def test_refund_representation() -> None:
     refund = ex.sample_refund_event().payload
-    assert refund is not None and refund.kind is PaymentKind.REFUND  # type: ignore[union-attr]
-    assert refund.amount > 0  # type: ignore[union-attr]
+    assert isinstance(refund, Payment) and refund.kind is PaymentKind.REFUND
+    assert refund.amount > 0 and refund.refund_of == "pay1"
     with pytest.raises(ValidationError, match="only for kind REFUND"):
         ex.sample_payment(refund_of="pay0")
 
 
 def test_allocations_cannot_exceed_payment_less_tip() -> None:
     with pytest.raises(ValidationError, match="exceed amount less tip"):
-        ex.sample_payment(amount=Decimal("100"), tip=Decimal("10"),
-                          allocations=(Allocation(invoice_id="inv1", amount=Decimal("95")),))
+        ex.sample_payment(
+            amount=Decimal("100"),
+            tip=Decimal("10"),
+            allocations=(Allocation(invoice_id="inv1", amount=Decimal("95")),),
+        )
 
 
 def test_invoice_dates_and_line_ids() -> None:
