@@ -238,6 +238,10 @@ class WriteResult:
     document_number: str | None = None
     raw: Any = None
     already_applied: bool = False
+    #: Other documents the flow created or found on the way (e.g. the customer of an
+    #: invoice), keyed ``"<kind>:<crm id>"`` like ``SinkContext.external_ids``; the
+    #: runner stores them in the external-id map in the same transaction.
+    related: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,9 @@ class SinkContext:
     tenant: TenantConfig | None = None
     external_ids: Mapping[str, str] = field(default_factory=dict)
     settings: BaseModel | None = None
+    #: Optimistic-concurrency tokens (QuickBooks SyncToken, ETag, RowVersion) of the
+    #: documents in ``external_ids``, under the same keys, as stored after the last write.
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     def key_for(self, platform: str, step: str = "") -> str:
         return idempotency_key(platform, self.tenant_id, self.event_id, step)
@@ -327,8 +334,12 @@ class FlowRunner:
         self.sent: list[PlatformRequest] = []
 
     def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to its result; only the flow's own ``StopIteration`` ends it."""
         try:
-            request = next(flow)
+            try:
+                request = next(flow)
+            except StopIteration as done:
+                return done.value
             for _ in range(self.max_steps):
                 self.sent.append(request)
                 response = self.transport(request)
@@ -336,12 +347,13 @@ class FlowRunner:
                     error = self.platform.classify_error(response)
                     if error is not None:
                         raise error
-                request = flow.send(response)
+                try:
+                    request = flow.send(response)
+                except StopIteration as done:
+                    return done.value
             raise RuntimeError(
                 f"{self.platform.spec.name}: flow exceeded {self.max_steps} requests"
             )
-        except StopIteration as done:
-            return done.value
         finally:
             flow.close()
 

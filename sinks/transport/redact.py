@@ -32,8 +32,14 @@ __all__ = [
 
 MASK = "***"
 
-_SCHEMES = r"bearer|basic|zoho-oauthtoken|token"
-_SCHEME_RE = re.compile(rf"(?i)\b({_SCHEMES})(\s+)[A-Za-z0-9._~+/=\-]{{4,}}")
+# Credential schemes followed by their value. "Basic" is matched case-sensitively and
+# only with a long base64 value, and a bearer value must contain a digit or punctuation
+# (real tokens do), so that prose such as "basic settings" or "bearer scheme" survives.
+_SCHEME_RE = re.compile(
+    r"(?i:\b(bearer|zoho-oauthtoken))(\s+)"
+    r"(?=[A-Za-z0-9._~+/=\-]*[0-9._~+/=\-])[A-Za-z0-9._~+/=\-]{4,}"
+    r"|\b(Basic)(\s+)[A-Za-z0-9+/]{12,}={0,2}"
+)
 
 _FIELDS = (
     "access_token",
@@ -83,7 +89,9 @@ class SecretRedactor:
         for secret in secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _SCHEME_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = _SCHEME_RE.sub(
+            lambda m: f"{m.group(1) or m.group(3)}{m.group(2) or m.group(4)}{MASK}", text
+        )
         return _FIELD_RE.sub(lambda m: f"{m.group('key')}{MASK}", text)
 
 
