@@ -1,0 +1,44 @@
+"""Prometheus metrics of the sink runtime (transport metrics live in sinks.transport.http)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+_DEFAULT: SinkRuntimeMetrics | None = None
+
+
+@dataclass
+class SinkRuntimeMetrics:
+    records: Counter
+    write_latency: Histogram
+    paused_tenants: Gauge
+    retries_exhausted: Counter
+    lag: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> SinkRuntimeMetrics:
+        return cls(
+            records=Counter("ledgerstream_sink_records_total",
+                            "Ledger entries handled, by outcome", ["platform", "outcome"],
+                            registry=registry),
+            write_latency=Histogram("ledgerstream_sink_write_seconds",
+                                    "Time to write one document (all its requests)",
+                                    ["platform"], registry=registry),
+            paused_tenants=Gauge("ledgerstream_sink_paused_tenants",
+                                 "Tenants paused for a configuration problem", ["platform"],
+                                 registry=registry),
+            retries_exhausted=Counter("ledgerstream_sink_deferred_total",
+                                      "Records rewound after the transport gave up retrying",
+                                      ["platform"], registry=registry),
+            lag=Gauge("ledgerstream_sink_consumer_lag", "Records behind the partition end",
+                      ["platform", "partition"], registry=registry),
+        )
+
+    @classmethod
+    def default(cls) -> SinkRuntimeMetrics:
+        global _DEFAULT
+        if _DEFAULT is None:
+            _DEFAULT = cls.create(REGISTRY)
+        return _DEFAULT

@@ -1,0 +1,408 @@
+"""The sink loop: consume ledger entries, write them to a platform, book them, move on.
+
+For each batch polled from ``ledger.entries`` (read_committed, auto-commit off):
+
+1. decode; a record that cannot be decoded is dead-lettered with the reason;
+2. skip tenants this deployment does not serve (their offsets still advance);
+3. park records of a paused tenant (kept in order in PostgreSQL; the partition moves on);
+4. skip events the sync log already holds as terminal (a replay is harmless);
+5. run the platform's sans-I/O flow through the tenant's transport;
+6. classify failures: permanent → dead-letter topic + sync log; configuration →
+   pause the tenant and park the record; retryable (after the transport's own
+   retries) → rewind that partition to the record and try again after a pause;
+7. commit external ids, sync log and offsets in ONE PostgreSQL transaction;
+8. commit the same offsets to Kafka, for lag monitoring only.
+
+On partition assignment the consumer seeks to the offsets stored in PostgreSQL, so
+Kafka's committed offsets are never trusted for correctness.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from schemas.models import DeadLetter
+from sinks.core.contract import FlowRunner, Platform, SinkContext, Transport, WriteResult
+from sinks.core.crash import CrashPoints
+from sinks.core.errors import ConfigurationError, PermanentError, RetryableError, SinkError
+from sinks.core.metrics import SinkRuntimeMetrics
+from sinks.core.references import map_key, own_key, referenced_keys
+from sinks.core.store import ExternalIdUpdate, OffsetClaim, Outcome, SinkStore, digest
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[["Record"], Any]
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a Kafka message the sink uses (also rebuilt from parked rows)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def of(cls, msg: Message) -> Record:
+        raw_headers: list[Any] = list(msg.headers() or [])
+        headers = tuple(
+            (str(k), v if isinstance(v, bytes) else str(v or "").encode())
+            for k, v in raw_headers
+        )
+        return cls(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(),
+                   msg.value(), headers)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode(errors="replace")
+        return None
+DeadLetterWriter = Callable[[DeadLetter], None]
+
+
+@dataclass
+class BatchState:
+    outcomes: list[Outcome] = field(default_factory=list)
+    parked: list[tuple[str, str | None, str, int, int, bytes | None, bytes | None]] = field(
+        default_factory=list
+    )
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # ids written earlier in this batch, not yet committed: "tenant" -> key -> update
+    pending_ids: dict[str, dict[str, ExternalIdUpdate]] = field(default_factory=dict)
+    rewound: set[tuple[str, int]] = field(default_factory=set)
+    newly_paused: dict[str, str] = field(default_factory=dict)
+
+
+class SinkRunner:
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        topic: str,
+        consumer_conf: Mapping[str, Any],
+        store: SinkStore,
+        tenants: Mapping[str, Any],
+        transport_for: Callable[[str], Transport],
+        decode: Decoder,
+        dead_letter: DeadLetterWriter,
+        flush_dead_letters: Callable[[], None] = lambda: None,
+        batch_size: int = 200,
+        poll_timeout_s: float = 0.5,
+        retry_backoff_s: float = 2.0,
+        crash: CrashPoints | None = None,
+        metrics: SinkRuntimeMetrics | None = None,
+    ) -> None:
+        self.platform = platform
+        self.name = platform.spec.name
+        self.topic = topic
+        self.store = store
+        self.tenants = tenants
+        self.transport_for = transport_for
+        self.decode = decode
+        self.dead_letter = dead_letter
+        self.flush_dead_letters = flush_dead_letters
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.retry_backoff_s = retry_backoff_s
+        self.crash = crash or CrashPoints(None)
+        self.metrics = metrics or SinkRuntimeMetrics.default()
+        self.claim = OffsetClaim()
+        self.paused = store.paused_tenants()
+        self.stop_event = threading.Event()
+        conf = {
+            **consumer_conf,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+        self.consumer = Consumer(conf)
+        self.processed = 0
+
+    # -- assignment ----------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self.store.stored_offsets(self.topic, [p.partition for p in partitions])
+        for tp in partitions:
+            offset = stored.get(tp.partition)
+            tp.offset = offset if offset is not None else OFFSET_BEGINNING
+            self.claim.expected[(tp.topic, tp.partition)] = offset
+        log.info("%s: assigned %s", self.name,
+                 {tp.partition: tp.offset for tp in partitions})
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.claim.expected.pop((tp.topic, tp.partition), None)
+        consumer.unassign()
+
+    # -- main loop -------------------------------------------------------------
+    def run(self, *, max_idle_s: float | None = None, until: Callable[[], bool] | None = None
+            ) -> None:
+        """Process until stopped, ``until()`` is true, or nothing came for ``max_idle_s``."""
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke)
+        last_record = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                if until is not None and until():
+                    break
+                messages = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+                records = [Record.of(m) for m in messages if self._usable(m)]
+                if records:
+                    last_record = time.monotonic()
+                    self.process_batch(records)
+                elif max_idle_s is not None and time.monotonic() - last_record > max_idle_s:
+                    break
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _usable(self, msg: Message) -> bool:
+        error = msg.error()
+        if error is None:
+            return True
+        if error.code() == KafkaError._PARTITION_EOF:
+            return False
+        if error.fatal():
+            raise RuntimeError(f"{self.name}: fatal Kafka error: {error}")
+        log.warning("%s: consumer error: %s", self.name, error)
+        return False
+
+    def process_batch(self, records: list[Record]) -> None:
+        batch = BatchState()
+        decoded = [(msg, self._decode(msg)) for msg in records]
+        done = self.store.terminal_events(
+            (str(e.event.tenant_id), str(e.event.event_id))
+            for _, e in decoded
+            if not isinstance(e, Exception)
+        )
+        retry_needed = False
+        for msg, entry in decoded:
+            tp = (msg.topic, msg.partition)
+            if tp in batch.rewound:
+                continue
+            try:
+                if isinstance(entry, RetryableError):
+                    raise entry  # e.g. the registry is unreachable: not the record's fault
+                self._handle(msg, entry, batch, done)
+            except RetryableError as exc:
+                log.warning("%s: %s[%d]@%d will be retried: %s", self.name, tp[0], tp[1],
+                            msg.offset, exc)
+                self.metrics.retries_exhausted.labels(self.name).inc()
+                self.consumer.seek(TopicPartition(tp[0], tp[1], msg.offset))
+                batch.rewound.add(tp)
+                retry_needed = True
+                continue
+            batch.offsets[tp] = msg.offset + 1
+            self.crash.reached("mid_batch")
+        self._commit(batch)
+        if retry_needed:
+            self.stop_event.wait(self.retry_backoff_s)
+
+    def _decode(self, msg: Record) -> Any:
+        try:
+            return self.decode(msg)
+        except Exception as exc:  # undecodable bytes, unknown schema id, bad payload
+            return exc
+
+    # -- one record ---------------------------------------------------------------
+    def _handle(self, msg: Record, entry: Any, batch: BatchState,
+                done: set[tuple[str, str]]) -> None:
+        if isinstance(entry, Exception):
+            self._dead_letter_raw(msg, batch, f"cannot decode ledger entry: {entry}",
+                                  type(entry).__name__, stage="decode")
+            return
+        event = entry.event
+        tenant_id, event_id = str(event.tenant_id), str(event.event_id)
+        if tenant_id not in self.tenants:
+            self.metrics.records.labels(self.name, "other_tenant").inc()
+            return
+        if tenant_id in self.paused or tenant_id in batch.newly_paused:
+            batch.parked.append((tenant_id, event_id, msg.topic, msg.partition,
+                                 msg.offset, msg.key, msg.value))
+            self.metrics.records.labels(self.name, "parked").inc()
+            return
+        if (tenant_id, event_id) in done:
+            self.metrics.records.labels(self.name, "replay_skipped").inc()
+            return
+        outcome = self.apply(entry, tenant_id, msg, batch)
+        if outcome is not None:
+            batch.outcomes.append(outcome)
+            done.add((tenant_id, event_id))
+
+    def apply(self, entry: Any, tenant_id: str, msg: Record, batch: BatchState
+              ) -> Outcome | None:
+        """Write one entry; ``None`` means the tenant was paused and the record parked."""
+        event = entry.event
+        base = Outcome(
+            tenant_id=tenant_id, event_id=str(event.event_id), status="", topic=msg.topic,
+            partition=msg.partition, offset=msg.offset, aggregate_type=str(event.aggregate_type),
+            aggregate_id=str(event.aggregate_id), aggregate_version=int(event.aggregate_version),
+        )
+        context = self._context(entry, tenant_id, batch)
+        runner = FlowRunner(self.platform, self.transport_for(tenant_id))
+        started = time.monotonic()
+        try:
+            result = runner.write(entry, context)
+        except ConfigurationError as exc:
+            reason = str(exc)
+            log.error("%s: pausing tenant %s: %s", self.name, tenant_id, reason)
+            self.store.set_paused(tenant_id, True, reason)
+            batch.newly_paused[tenant_id] = reason
+            self.paused[tenant_id] = reason
+            self.metrics.paused_tenants.labels(self.name).set(len(self.paused))
+            batch.parked.append((tenant_id, str(event.event_id), msg.topic, msg.partition,
+                                 msg.offset, msg.key, msg.value))
+            return None
+        except RetryableError:
+            raise
+        except (PermanentError, SinkError, Exception) as exc:
+            reason = str(exc) if isinstance(exc, SinkError) else f"internal error: {exc!r}"
+            self._send_dead_letter(msg, entry, reason, type(exc).__name__, stage="write")
+            self.metrics.records.labels(self.name, "dead_lettered").inc()
+            return replace(base, status="dead_lettered", error=reason[:2000],
+                           request_digest=_last_request_digest(runner))
+        finally:
+            self.metrics.write_latency.labels(self.name).observe(time.monotonic() - started)
+        self.crash.reached("after_api_call")
+        updates = self._updates(entry, result)
+        pending = batch.pending_ids.setdefault(tenant_id, {})
+        for update in updates:
+            pending[map_key(update.kind, update.crm_id)] = update
+        status = "already_applied" if result.already_applied else "applied"
+        self.metrics.records.labels(self.name, status).inc()
+        return replace(base, status=status, external_id=result.external_id, updates=updates,
+                       request_digest=_last_request_digest(runner),
+                       response_digest=digest(repr(result.raw)) if result.raw else None)
+
+    def _context(self, entry: Any, tenant_id: str, batch: BatchState) -> SinkContext:
+        keys = referenced_keys(entry)
+        known = self.store.external_ids(tenant_id, keys)
+        known.update({k: v for k, v in batch.pending_ids.get(tenant_id, {}).items()
+                      if k in {map_key(*key) for key in keys}})
+        return SinkContext(
+            tenant_id=tenant_id,
+            event_id=str(entry.event.event_id),
+            tenant=self.tenants.get(tenant_id),
+            external_ids={k: v.external_id for k, v in known.items()},
+            versions={k: v.version for k, v in known.items() if v.version is not None},
+        )
+
+    @staticmethod
+    def _updates(entry: Any, result: WriteResult) -> tuple[ExternalIdUpdate, ...]:
+        kind, crm_id = own_key(entry)
+        updates = [ExternalIdUpdate(kind, crm_id, result.external_id, result.version,
+                                    result.document_number)]
+        for key, external_id in (result.related or {}).items():
+            other_kind, _, other_id = key.partition(":")
+            updates.append(ExternalIdUpdate(other_kind, other_id, external_id))
+        return tuple(updates)
+
+    # -- dead letters ---------------------------------------------------------------
+    def _dead_letter_raw(self, msg: Record, batch: BatchState, reason: str, error_class: str,
+                         stage: str) -> None:
+        self._send_dead_letter(msg, None, reason, error_class, stage)
+        tenant = msg.header("tenant_id") or "?"
+        event_id = msg.header("event_id") or f"{msg.topic}/{msg.partition}/{msg.offset}"
+        self.metrics.records.labels(self.name, "dead_lettered").inc()
+        batch.outcomes.append(Outcome(tenant_id=tenant, event_id=event_id,
+                                      status="dead_lettered", topic=msg.topic,
+                                      partition=msg.partition, offset=msg.offset,
+                                      error=reason[:2000]))
+
+    def _send_dead_letter(self, msg: Record, entry: Any, reason: str, error_class: str,
+                          stage: str) -> None:
+        event = getattr(entry, "event", None)
+        letter = DeadLetter(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            error_class=error_class,
+            reason=reason[:4000],
+            stage=f"sink.{self.name}.{stage}",
+            failed_at=datetime.now(UTC),
+            event_id=str(event.event_id) if event is not None else None,
+            tenant_id=str(event.tenant_id) if event is not None else None,
+        )
+        log.warning("%s: dead-lettered %s: %s", self.name, letter.event_id or letter.offset,
+                    reason)
+        self.dead_letter(letter)
+
+    # -- commit --------------------------------------------------------------------
+    def _commit(self, batch: BatchState) -> None:
+        if not (batch.offsets or batch.outcomes or batch.parked):
+            return
+        # Dead letters must be durable before the offset moves past their records.
+        self.flush_dead_letters()
+        self.store.commit_batch(batch.outcomes, batch.offsets, self.claim, batch.parked)
+        self.processed += len(batch.outcomes)
+        self.crash.reached("after_db_commit")
+        if batch.offsets:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()],
+                asynchronous=True,
+            )
+
+    # -- resume ------------------------------------------------------------------------
+    def resume_tenant(self, tenant_id: str) -> int:
+        """Un-pause a tenant and replay its parked records in order; returns how many."""
+        self.store.set_paused(tenant_id, False, None)
+        self.paused.pop(tenant_id, None)
+        replayed = 0
+        for record in self.store.parked(tenant_id):
+            batch = BatchState()
+            msg = Record(record.topic, record.partition, record.offset, record.key,
+                         record.value)
+            done = self.store.terminal_events([(tenant_id, record.event_id or "")])
+            self._handle(msg, self._decode(msg), batch, done)
+            if batch.newly_paused:
+                break  # still misconfigured: stays parked
+            self.store.commit_batch(batch.outcomes, {}, self.claim)
+            self.store.release_parked([record.seq])
+            replayed += 1
+        return replayed
+
+
+def _last_request_digest(runner: FlowRunner) -> str | None:
+    if not runner.sent:
+        return None
+    last = runner.sent[-1]
+    return digest(f"{last.method} {last.path} {last.json!r} {last.content!r}")
+
+
+def dlq_writer(producer: Producer, topic: str, serialize: Callable[[DeadLetter, str], bytes]
+               ) -> tuple[DeadLetterWriter, Callable[[], None]]:
+    """A dead-letter writer and its flush, over an idempotent producer."""
+
+    def write(letter: DeadLetter) -> None:
+        producer.produce(topic, value=serialize(letter, topic),
+                         key=(letter.tenant_id or "").encode() or None)
+
+    def flush() -> None:
+        remaining = producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} dead letters to {topic} not acknowledged")
+
+    return write, flush

@@ -1,0 +1,43 @@
+"""Settings of one sink process (`ledgerstream sink --platform <name>`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SinkSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGERSTREAM_SINK_", extra="ignore")
+
+    platform: str
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092",
+        validation_alias=AliasChoices("LEDGERSTREAM_SINK_KAFKA_BOOTSTRAP_SERVERS",
+                                      "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:18081/apis/ccompat/v7",
+        validation_alias=AliasChoices("LEDGERSTREAM_SINK_SCHEMA_REGISTRY_URL",
+                                      "SCHEMA_REGISTRY_URL", "schema_registry_url"),
+    )
+    database_url: str = Field(
+        "postgresql://ledgerstream@127.0.0.1:15432/ledgerstream",
+        validation_alias=AliasChoices("LEDGERSTREAM_SINK_DATABASE_URL", "DATABASE_URL",
+                                      "database_url"),
+    )
+    tenants_file: Path | None = Field(None, description="Per-tenant mapping YAML.")
+    topic_prefix: str = ""
+    topic_suffix: str = ""
+    batch_size: int = Field(200, ge=1, le=10_000)
+    poll_timeout_s: float = 0.5
+    retry_backoff_s: float = Field(2.0, description="Pause before re-reading a record whose "
+                                   "platform call failed after the transport's own retries.")
+    metrics_port: int | None = Field(None, description="Serve Prometheus metrics here.")
+    crash_at: str | None = Field(
+        None,
+        description="Test hook for crash-injection tests: '<point>:<n>' makes the process "
+        "SIGKILL itself the n-th time it reaches <point> (after_api_call, after_db_commit, "
+        "mid_batch).",
+    )
