@@ -8,6 +8,8 @@ event type, and the envelope builder live here and nowhere else.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 
 from schemas.models import (
@@ -61,6 +63,11 @@ _CREATING = frozenset(
 )
 
 _EVENT_NS = uuid.UUID("0f5c3f1e-8a43-4a53-b0de-5d3c0b8f2a77")
+
+EVENT_ID_FACTORY: ContextVar[Callable[[], str]] = ContextVar(
+    "EVENT_ID_FACTORY", default=lambda: str(uuid.uuid4()))
+"""Where new outbox event ids come from: uuid4, or a seeded generator (the simulator sets
+one so that a seed reproduces the same events, ids included)."""
 
 
 class UnknownEventTypeError(ValueError):
@@ -182,7 +189,7 @@ def build_event(
     """The envelope; a random event id unless given. Raises on an unknown event type."""
     check_event_type(aggregate_type, event_type)
     return FinancialEvent(
-        event_id=event_id or str(uuid.uuid4()),
+        event_id=event_id or EVENT_ID_FACTORY.get()(),
         event_type=event_type,
         op=op_for(event_type),
         tenant_id=tenant_id,

@@ -5,9 +5,8 @@ tax rates to crm.tax-rates, everything else to crm.financial-events, keyed
 from __future__ import annotations
 
 from schemas.models import AggregateType, FinancialEvent
-from schemas.topics import CRM_CUSTOMERS, CRM_FINANCIAL_EVENTS, CRM_TAX_RATES, Topics
+from schemas.topics import CRM_CUSTOMERS, CRM_FINANCIAL_EVENTS, CRM_TAX_RATES, Topics, tax_rate_key
 from schemas.topics import message_key as _message_key
-from schemas.topics import tax_rate_key
 
 BASE_TOPIC: dict[AggregateType, str] = {
     AggregateType.CUSTOMER: CRM_CUSTOMERS,

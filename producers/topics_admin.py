@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.topics import TopicSpec, Topics
+from schemas.topics import Topics, TopicSpec
 
 
 def ensure_topics(bootstrap: str, topics: Topics | Iterable[TopicSpec],

@@ -131,7 +131,8 @@ def _put_lines(conn: psycopg.Connection[Any], table: str, parent_col: str, tenan
     with conn.cursor() as cur:
         cur.executemany(
             f"INSERT INTO {table} (tenant_id, {parent_col}, line_id, position, kind, description,"
-            " sku, quantity, unit_price, tax_code, amount) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " sku, quantity, unit_price, tax_code, amount)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             [(tenant_id, parent_id, ln.line_id, i, ln.kind.value, ln.description, ln.sku,
               ln.quantity, ln.unit_price, ln.tax_code, ln.amount) for i, ln in enumerate(lines)],
         )
@@ -328,9 +329,9 @@ def _load_invoices(cur: psycopg.Cursor[dict[str, Any]], keys: Sequence[Key]
                 "ORDER BY position", args)
     lines = _group(cur.fetchall(), "invoice_id")
     cur.execute(
-        f"SELECT i.*, row_to_json(j) AS job FROM invoices i LEFT JOIN jobs j "
-        f"ON j.tenant_id = i.tenant_id AND j.id = i.job_id "
-        f"WHERE (i.tenant_id, i.id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))", args)
+        "SELECT i.*, row_to_json(j) AS job FROM invoices i LEFT JOIN jobs j "
+        "ON j.tenant_id = i.tenant_id AND j.id = i.job_id "
+        "WHERE (i.tenant_id, i.id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))", args)
     out = {}
     for r in cur.fetchall():
         key = (r["tenant_id"], r["id"])

@@ -4,6 +4,10 @@ Every function here opens ``conn.transaction()`` (a savepoint when the caller al
 one, so several changes can be grouped), writes the CRM tables, reads the aggregate back
 (so the event carries exactly what is stored, triggers and column types included) and
 inserts the outbox row: both commit or neither does. The relay does the rest.
+
+Pass an ``autocommit=True`` connection (each call is then its own transaction), or call
+inside your own ``conn.transaction()`` block to group changes. On a non-autocommit
+connection a prior query opens an implicit transaction that these calls only nest into.
 """
 
 from __future__ import annotations
@@ -48,7 +52,12 @@ class NotFoundError(LookupError):
 
 
 def insert_outbox_row(conn: Conn, event: FinancialEvent, message_key: str) -> None:
-    """The outbox row of ``event``: Debezium's columns plus our key/destination."""
+    """The outbox row of ``event``: Debezium's columns plus our key/destination.
+
+    The transaction-scoped advisory lock on the key makes writers of one key take their
+    ``sequence`` values in commit order (the second waits for the first to commit), so
+    the relay's ``ORDER BY sequence`` is commit order per key, not just insert order."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (message_key,))
     conn.execute(
         "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, tenant_id, "
         "message_key, destination) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",

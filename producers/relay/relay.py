@@ -1,0 +1,262 @@
+"""The outbox relay: outbox rows -> Kafka, in order per key, at least once, never blocked
+by a bad row. See :mod:`producers.relay.claim` for the concurrency model."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import psycopg
+from confluent_kafka import KafkaError, KafkaException, Message
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from producers import metrics
+from producers.kafka import PERMANENT_DELIVERY_ERRORS, dead_letter, make_producer
+from producers.relay.claim import (
+    BUCKETS,
+    claim_buckets,
+    finish,
+    move_to_dead_letter,
+    oldest_pending,
+    read_rows,
+)
+from producers.relay.rows import BadRowError, Encoded, OutboxRow, RowEncoder
+from producers.serde import Serde
+from producers.settings import ProducerSettings, _std
+from producers.topics_admin import ensure_topics
+
+log = logging.getLogger("ledgerstream.relay")
+
+
+class RelaySettings(ProducerSettings):
+    """``LEDGERSTREAM_RELAY_*`` (plus the standard endpoint variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGERSTREAM_RELAY_", extra="ignore",
+                                      populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field(
+        validation_alias=_std("KAFKA_BOOTSTRAP_SERVERS", "LEDGERSTREAM_RELAY_"))
+    schema_registry_url: str = Field(
+        validation_alias=_std("SCHEMA_REGISTRY_URL", "LEDGERSTREAM_RELAY_"))
+    database_url: str = Field(
+        validation_alias=_std("DATABASE_URL", "LEDGERSTREAM_RELAY_"),
+        description="the CRM database holding the outbox table")
+    batch_size: int = Field(default=5000, ge=1, description="rows per transaction")
+    buckets_per_claim: int = Field(
+        default=BUCKETS // 2, ge=1, le=BUCKETS,
+        description="buckets one batch locks; fewer lets more relays share the work")
+    idle_wait_s: float = Field(default=1.0, gt=0,
+                               description="sleep when idle (a NOTIFY wakes it earlier)")
+    on_publish: Literal["delete", "mark"] = "delete"
+    delivery_timeout_s: float = 120.0
+    exit_when_idle: bool = Field(default=False,
+                                 description="stop once the outbox is empty (bench, backfill)")
+
+
+@dataclass
+class BatchResult:
+    published: int = 0
+    dead: int = 0
+    topics: dict[str, int] = field(default_factory=dict)
+
+
+class BatchAbortedError(RuntimeError):
+    """A delivery failed for a reason that is not the record's fault: roll back, retry."""
+
+
+class Relay:
+    """One relay instance; several may run against the same outbox."""
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.producer = make_producer(settings.kafka_bootstrap_servers,
+                                      linger_ms=settings.linger_ms,
+                                      client_id=f"ledgerstream-relay-{settings.instance_id}")
+        self.serde = Serde(settings.schema_registry_url)
+        self.encoder = RowEncoder(self.serde, self.topics)
+        self.conn = psycopg.connect(settings.database_url)
+        self.stop = threading.Event()
+        self._last_lag_check = 0.0
+
+    def close(self) -> None:
+        self.producer.flush(10)
+        self.conn.close()
+
+    # -- one batch ------------------------------------------------------------------
+
+    def step(self) -> BatchResult:
+        """Claim, publish, await every delivery report, then delete/mark and commit."""
+        started = time.perf_counter()
+        result = BatchResult()
+        try:
+            with self.conn.transaction():
+                buckets = claim_buckets(self.conn, self.settings.buckets_per_claim)
+                if not buckets:
+                    return result
+                rows = read_rows(self.conn, buckets, self.settings.batch_size)
+                if not rows:
+                    return result
+                published, dead = self._publish(rows)
+                finish(self.conn, published, mark=self.settings.on_publish == "mark")
+                move_to_dead_letter(self.conn, dead)
+                result.published, result.dead = len(published), len(dead)
+        except BatchAbortedError as exc:
+            metrics.RELAY_ABORTS.inc()
+            log.warning("batch rolled back, rows will be re-sent: %s", exc)
+            self.stop.wait(1.0)
+            return result
+        metrics.RELAY_BATCH.observe(time.perf_counter() - started)
+        metrics.RELAY_BATCH_ROWS.observe(len(rows))
+        return result
+
+    def _publish(self, rows: list[OutboxRow]
+                 ) -> tuple[list[str], list[tuple[str, str, str]]]:
+        reports: dict[str, KafkaError | None] = {}
+        encoded: dict[str, Encoded] = {}
+        dead: list[tuple[str, str, str]] = []
+
+        for row in rows:
+            try:
+                enc = self.encoder.encode(row)
+            except BadRowError as exc:
+                dead.append((row.id, exc.error_class, exc.reason))
+                continue
+            if not self._produce(enc, row.id, reports):
+                continue
+            encoded[row.id] = enc
+        self._flush()
+        published: list[str] = []
+        for row in rows:
+            if row.id not in encoded and row.id not in reports:
+                continue
+            err = reports.get(row.id)
+            if row.id in reports and err is None:
+                published.append(row.id)
+                metrics.RELAY_EVENTS.labels(encoded[row.id].topic, "published").inc()
+            elif err is not None and err.code() in PERMANENT_DELIVERY_ERRORS:
+                dead.append((row.id, "BrokerRejected", f"the broker refused the record: {err}"))
+            else:
+                raise BatchAbortedError(f"row {row.id}: no delivery report or {err}")
+        self._send_dead_letters(rows, dead)
+        return published, dead
+
+    def _produce(self, enc: Encoded, row_id: str,
+                 reports: dict[str, KafkaError | None]) -> bool:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            reports[row_id] = err
+
+        while True:
+            try:
+                self.producer.produce(enc.topic, enc.value, enc.key, headers=enc.headers,
+                                      on_delivery=on_delivery)
+                return True
+            except BufferError:
+                self.producer.poll(0.05)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() in PERMANENT_DELIVERY_ERRORS:
+                    reports[row_id] = err
+                    return False
+                raise BatchAbortedError(str(err)) from exc
+
+    def _flush(self) -> None:
+        deadline = time.monotonic() + self.settings.delivery_timeout_s
+        while self.producer.flush(0.5) > 0:
+            if time.monotonic() > deadline:
+                raise BatchAbortedError("delivery reports did not arrive in time")
+
+    def _send_dead_letters(self, rows: list[OutboxRow],
+                           dead: list[tuple[str, str, str]]) -> None:
+        """Publish each dead row to crm.dlq and await the acks before the rows leave."""
+        if not dead:
+            return
+        by_id = {r.id: r for r in rows}
+        dlq = self.topics.crm_dlq
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for row_id, error_class, reason in dead:
+            row = by_id[row_id]
+            log.error("dead-lettering outbox row %s (%s): %s", row_id, error_class, reason)
+            letter = dead_letter(
+                topic=self.topics.name(_destination(row)), error=reason, stage="relay",
+                error_class=error_class, key=row.message_key.encode(),
+                value=(row.payload or "").encode(), event_id=row.id, tenant_id=row.tenant_id)
+            self.producer.produce(dlq, self.serde.dead_letter(dlq, letter),
+                                  row.message_key.encode(), on_delivery=on_delivery,
+                                  headers=[("event_id", row.id.encode())])
+            metrics.RELAY_EVENTS.labels(dlq, "dead_lettered").inc()
+        self._flush()
+        if errors:
+            raise BatchAbortedError(f"dead letters not delivered: {errors[0]}")
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_check < 1.0:
+            return
+        self._last_lag_check = now
+        with self.conn.transaction():
+            oldest = oldest_pending(self.conn)
+        metrics.RELAY_LAG.set(0 if oldest is None else
+                              max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+
+    def run(self) -> None:
+        """Until :attr:`stop` is set: batches back to back while there is work, otherwise
+        wait for a NOTIFY from the outbox trigger (or ``idle_wait_s``)."""
+        listener = psycopg.connect(self.settings.database_url, autocommit=True)
+        listener.execute("LISTEN ledgerstream_outbox")
+        try:
+            while not self.stop.is_set():
+                result = self.step()
+                self._update_lag()
+                if result.published or result.dead:
+                    continue
+                if self.settings.exit_when_idle and self._empty():
+                    return
+                for _ in listener.notifies(timeout=self.settings.idle_wait_s, stop_after=1):
+                    pass
+        finally:
+            listener.close()
+
+    def _empty(self) -> bool:
+        with self.conn.transaction():
+            return oldest_pending(self.conn) is None
+
+
+def _destination(row: OutboxRow) -> str:
+    from producers.routing import BASE_TOPIC
+    from schemas.models import AggregateType
+    try:
+        return BASE_TOPIC[AggregateType(row.aggregatetype)]
+    except ValueError:
+        return "crm.financial-events"
+
+
+def run_relay(settings: RelaySettings) -> None:
+    """Run one relay until SIGTERM/SIGINT: the current batch finishes (delivery reports,
+    delete, commit), then the process exits; nothing is left half-done."""
+    metrics.serve_metrics(settings.metrics_port)
+    if settings.create_topics:
+        ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
+    relay = Relay(settings)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: relay.stop.set())
+    log.info("relay %s started", settings.instance_id)
+    try:
+        relay.run()
+    finally:
+        relay.close()
+        log.info("relay %s stopped", settings.instance_id)

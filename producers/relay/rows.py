@@ -1,0 +1,123 @@
+"""What the relay reads from the outbox and how one row becomes one Kafka record.
+
+A row that cannot become a valid record raises :class:`BadRowError` with a reason a person
+can act on; the relay dead-letters it and goes on with the rows behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from producers.events import UnknownEventTypeError, check_event_type
+from producers.routing import topic_for
+from producers.serde import Serde
+from schemas.models import AggregateType, FinancialEvent
+from schemas.topics import Topics, parse_message_key
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: str
+    aggregatetype: str
+    aggregateid: str
+    type: str
+    payload: str | None
+    timestamp: datetime
+    tenant_id: str
+    message_key: str
+    sequence: int
+    bucket: int
+
+    COLUMNS = ('id::text, aggregatetype, aggregateid, type, payload::text, "timestamp", '
+               'tenant_id, message_key, sequence, bucket')
+
+
+@dataclass(frozen=True)
+class Encoded:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]]
+
+
+class BadRowError(ValueError):
+    """The row cannot be published as it is; ``error_class`` names the kind of fault."""
+
+    def __init__(self, error_class: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error_class = error_class
+        self.reason = reason
+
+
+def _short(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+        for err in exc.errors(include_url=False)[:5]
+    ]
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+class RowEncoder:
+    """Validates a row against the contract (pydantic models = the Avro schema plus its
+    invariants) and serializes it as Confluent-framed Avro for its topic."""
+
+    def __init__(self, serde: Serde, topics: Topics) -> None:
+        self.serde = serde
+        self.topics = topics
+
+    def event(self, row: OutboxRow) -> tuple[AggregateType, FinancialEvent]:
+        try:
+            agg = check_event_type(row.aggregatetype, row.type)
+        except UnknownEventTypeError as exc:
+            raise BadRowError("UnknownEventType", str(exc)) from None
+        if row.payload is None:
+            raise BadRowError("SchemaMismatch", "payload is NULL; expected a FinancialEvent")
+        try:
+            data: Any = json.loads(row.payload)
+            event = FinancialEvent.model_validate(data)
+        except ValidationError as exc:
+            raise BadRowError("SchemaMismatch",
+                              f"payload does not match FinancialEvent: {_short(exc)}") from None
+        mismatches = [
+            f"{name} {ours!r} != column {theirs!r}"
+            for name, ours, theirs in (
+                ("event_id", event.event_id, row.id),
+                ("event_type", event.event_type, row.type),
+                ("aggregate_type", event.aggregate_type.value, row.aggregatetype),
+                ("aggregate_id", event.aggregate_id, row.aggregateid),
+                ("tenant_id", event.tenant_id, row.tenant_id),
+            )
+            if ours != theirs
+        ]
+        if mismatches:
+            raise BadRowError("EnvelopeMismatch", "payload disagrees with the outbox row: "
+                              + "; ".join(mismatches))
+        return agg, event
+
+    def key(self, row: OutboxRow) -> bytes:
+        try:
+            tenant, _ = parse_message_key(row.message_key)
+        except ValueError as exc:
+            raise BadRowError("BadKey", str(exc)) from None
+        if tenant != row.tenant_id:
+            raise BadRowError("BadKey", f"message_key {row.message_key!r} is not of tenant "
+                              f"{row.tenant_id!r}")
+        return row.message_key.encode()
+
+    def encode(self, row: OutboxRow) -> Encoded:
+        agg, event = self.event(row)
+        key = self.key(row)
+        topic = topic_for(agg, self.topics)
+        try:
+            value = self.serde.event(topic, event)
+        except (TypeError, ValueError) as exc:  # fastavro refuses what the models accepted
+            raise BadRowError("AvroSerialization", str(exc)) from None
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("event_id", row.id.encode()), ("event_type", row.type.encode())]
+        return Encoded(topic, key, value, headers)
