@@ -225,6 +225,10 @@ class TenantConfig(_Strict):
     #: Platform settings (realm id, organisation id, base URL...), validated by the
     #: platform's ``spec.settings_model`` through :meth:`platform_settings`.
     settings: dict[str, Any] = Field(default_factory=dict)
+    #: How to reach the platform for this tenant (base URL, auth scheme, secrets),
+    #: validated by ``sinks.transport.connection.ConnectionConfig``; kept apart from
+    #: ``settings`` so platform modules never see credentials.
+    connection: dict[str, Any] = Field(default_factory=dict)
     mapping: TenantMapping = Field(default_factory=TenantMapping)
 
     def model_post_init(self, context: Any, /) -> None:

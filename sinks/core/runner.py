@@ -392,7 +392,7 @@ def _last_request_digest(runner: FlowRunner) -> str | None:
     return digest(f"{last.method} {last.path} {last.json!r} {last.content!r}")
 
 
-def dlq_writer(producer: Producer, topic: str, serialize: Callable[[DeadLetter, str], bytes]
+def dlq_writer(producer: Producer, topic: str, serialize: Callable[[DeadLetter, str], bytes | None]
                ) -> tuple[DeadLetterWriter, Callable[[], None]]:
     """A dead-letter writer and its flush, over an idempotent producer."""
 

@@ -35,6 +35,7 @@ class SinkSettings(BaseSettings):
     retry_backoff_s: float = Field(2.0, description="Pause before re-reading a record whose "
                                    "platform call failed after the transport's own retries.")
     metrics_port: int | None = Field(None, description="Serve Prometheus metrics here.")
+    metrics_host: str = Field("127.0.0.1", description="0.0.0.0 inside a container.")
     crash_at: str | None = Field(
         None,
         description="Test hook for crash-injection tests: '<point>:<n>' makes the process "

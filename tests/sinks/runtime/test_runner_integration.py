@@ -205,3 +205,22 @@ def test_a_zombie_cannot_commit_over_the_new_owner(env) -> None:
         store.commit_batch([], {tp: 5}, zombie)
     store.commit_batch([], {tp: 20}, owner)
     assert store.stored_offsets(env["topic"], [0]) == {0: 20}
+
+
+def test_replay_with_resend_sends_again_but_creates_nothing(env) -> None:
+    from sinks.core.replay import replay
+
+    entries = entries_for("t1", 8)
+    produce(env, entries)
+    api = EchoApi()
+    make_runner(env, api).run(max_idle_s=3)
+    assert len(api.documents) == 8
+    calls_before = api.calls["/documents"]
+
+    plan = replay(bootstrap=env["bootstrap"], database_url=env["dsn"], topic=env["topic"],
+                  group=env["group"], platform="echo", resend=True)
+    assert plan.resent_events == 8 and set(plan.partitions.values()) == {0}
+    make_runner(env, api).run(max_idle_s=3)
+    assert api.calls["/documents"] == calls_before + 8  # really sent again...
+    assert len(api.documents) == 8                        # ...and deduplicated by the key
+    assert sync_log(env) == {"applied": 8}

@@ -1,0 +1,128 @@
+"""Assembling one sink process from its settings: `ledgerstream sink --platform <name>`.
+
+Everything stateful is built here once — consumer, bookkeeping store, dead-letter
+producer, token store, rate limiter, one executor per tenant — and handed to the
+:class:`SinkRunner`, which holds the loop. Several replicas of the same platform's
+sink may run at once: Kafka splits the partitions between them, the PostgreSQL rate
+budget is shared, and the offset fence keeps a zombie from committing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from confluent_kafka import Producer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client import start_http_server
+
+from schemas.serde import dead_letter_serializer, ledger_entry_deserializer, registry_client
+from schemas.topics import Topics
+from sinks.core.contract import Platform, Transport
+from sinks.core.crash import CrashPoints
+from sinks.core.decoding import ledger_entry_decoder
+from sinks.core.errors import ConfigurationError
+from sinks.core.mapping import TenantConfig, load_mapping_file
+from sinks.core.runner import SinkRunner, dlq_writer
+from sinks.core.settings import SinkSettings
+from sinks.core.store import SinkStore
+from sinks.transport.auth import PostgresTokenStore, TokenCipher, TokenStore
+from sinks.transport.connection import build_executor, parse_connection
+from sinks.transport.db import apply_schema
+from sinks.transport.ratelimit import PostgresRateLimiter
+from sinks.transport.redact import install_redaction
+from sinks.transport.settings import TransportSettings
+
+log = logging.getLogger(__name__)
+
+
+def load_tenants(settings: SinkSettings) -> dict[str, TenantConfig]:
+    if settings.tenants_file is None:
+        raise ConfigurationError(
+            "no tenants file: set LEDGERSTREAM_SINK_TENANTS_FILE or --tenants",
+            platform=settings.platform)
+    mapping = load_mapping_file(settings.tenants_file)
+    return {tid: cfg for tid, cfg in mapping.for_platform(settings.platform).items()
+            if cfg.enabled}
+
+
+def token_store(database_url: str, transport: TransportSettings) -> TokenStore | None:
+    if transport.token_encryption_key is None:
+        return None
+    keys = [transport.token_encryption_key, *transport.token_encryption_old_keys]
+    return PostgresTokenStore(database_url, TokenCipher(keys))
+
+
+def build_runner(
+    settings: SinkSettings,
+    *,
+    platform: Platform | None = None,
+    tenants: Mapping[str, TenantConfig] | None = None,
+    http_transport: httpx.BaseTransport | None = None,
+) -> SinkRunner:
+    from sinks.platforms.registry import get_platform
+
+    platform = platform or get_platform(settings.platform)
+    name = platform.spec.name
+    tenants = dict(tenants if tenants is not None else load_tenants(settings))
+    topics = Topics(prefix=settings.topic_prefix, suffix=settings.topic_suffix)
+    transport_settings = TransportSettings()
+
+    store = SinkStore(settings.database_url, name, topics.sink_group(name))
+    store.ensure_schema()
+    apply_schema(settings.database_url)
+    tokens = token_store(settings.database_url, transport_settings)
+    limiter = PostgresRateLimiter(settings.database_url, {name: platform.spec.rate_limit})
+
+    executors: dict[str, Transport] = {}
+
+    def transport_for(tenant_id: str) -> Transport:
+        if tenant_id not in executors:
+            connection = parse_connection(tenant_id, name, tenants[tenant_id].connection)
+            executors[tenant_id] = build_executor(
+                platform=platform, tenant_id=tenant_id, connection=connection, limiter=limiter,
+                tokens=tokens, settings=transport_settings, transport=http_transport)
+        return executors[tenant_id]
+
+    registry = registry_client(settings.schema_registry_url)
+    dlq_topic = topics.sink_dlq(name)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "enable.idempotence": True, "acks": "all"})
+    serialize = dead_letter_serializer(registry)
+    write, flush = dlq_writer(
+        producer, dlq_topic,
+        lambda letter, topic: serialize(letter, SerializationContext(topic, MessageField.VALUE)),
+    )
+    return SinkRunner(
+        platform=platform,
+        topic=topics.ledger_entries,
+        consumer_conf={"bootstrap.servers": settings.kafka_bootstrap_servers,
+                       "group.id": topics.sink_group(name),
+                       "client.id": f"ledgerstream-sink-{name}"},
+        store=store,
+        tenants=tenants,
+        transport_for=transport_for,
+        decode=ledger_entry_decoder(ledger_entry_deserializer(registry)),
+        dead_letter=write,
+        flush_dead_letters=flush,
+        batch_size=settings.batch_size,
+        poll_timeout_s=settings.poll_timeout_s,
+        retry_backoff_s=settings.retry_backoff_s,
+        crash=CrashPoints(settings.crash_at),
+    )
+
+
+def run_sink(settings: SinkSettings, *, max_idle_s: float | None = None, **kw: Any) -> SinkRunner:
+    """Run until SIGTERM/SIGINT (or ``max_idle_s`` without records)."""
+    install_redaction()
+    runner = build_runner(settings, **kw)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop())
+    log.info("sink %s: %d tenants, reading %s", runner.name, len(runner.tenants), runner.topic)
+    runner.run(max_idle_s=max_idle_s)
+    return runner

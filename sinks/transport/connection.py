@@ -1,0 +1,130 @@
+"""Per-tenant connection configuration and the transport built from it.
+
+A tenant's ``connection`` block in the mapping YAML says where the platform is and
+how to authenticate; this module validates it and builds the :class:`HttpExecutor`
+(with the shared rate limiter and token store) that the runner hands to flows.
+
+```yaml
+connection:
+  base_url: https://quickbooks.api.intuit.com/v3/company/9130350
+  auth:
+    kind: oauth2            # none | api_key | oauth2 | oauth1
+    token_url: https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer
+    client_id: ABC
+    client_secret: xyz      # the file is a secret: mount it, never commit it
+```
+OAuth2 grants themselves live encrypted in PostgreSQL (``ledgerstream connect``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from sinks.core.contract import Platform
+from sinks.core.errors import ConfigurationError
+from sinks.transport.auth import ApiKeyAuth, Authenticator, OAuth1Auth, OAuth2Auth, TokenStore
+from sinks.transport.http import HttpExecutor, SinkMetrics, make_client
+from sinks.transport.ratelimit import RateLimiter
+from sinks.transport.retry import RetryPolicy
+from sinks.transport.settings import TransportSettings
+
+
+class AuthConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["none", "api_key", "oauth2", "oauth1"] = "none"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_auth: Literal["basic", "body"] = "basic"
+    api_key: SecretStr | None = None
+    header: str = "Authorization"
+    scheme: str | None = None
+    # OAuth1 TBA (NetSuite)
+    account: str | None = None
+    consumer_key: str | None = None
+    consumer_secret: SecretStr | None = None
+    token_id: str | None = None
+    token_secret: SecretStr | None = None
+
+
+class ConnectionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+def parse_connection(tenant_id: str, platform: str, raw: dict[str, Any]) -> ConnectionConfig:
+    try:
+        return ConnectionConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"connection.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(
+            f"tenant {tenant_id!r} has an invalid connection for {platform}: {problems}",
+            platform=platform,
+        ) from None
+
+
+def build_auth(
+    tenant_id: str, platform: str, auth: AuthConfig, tokens: TokenStore | None
+) -> Authenticator | None:
+    def need(value: Any, name: str) -> Any:
+        if value is None:
+            raise ConfigurationError(
+                f"tenant {tenant_id!r}: connection.auth.{name} is required for "
+                f"auth kind {auth.kind!r}", platform=platform)
+        return value
+
+    if auth.kind == "none":
+        return None
+    if auth.kind == "api_key":
+        key = need(auth.api_key, "api_key")
+        prefix = f"{auth.scheme} " if auth.scheme else ""
+        return ApiKeyAuth(key, header=auth.header, prefix=prefix)
+    if auth.kind == "oauth2":
+        if tokens is None:
+            raise ConfigurationError(
+                "OAuth2 tenants need the encrypted token store: set "
+                "LEDGERSTREAM_TRANSPORT_TOKEN_ENCRYPTION_KEY", platform=platform)
+        return OAuth2Auth(
+            platform=platform, tenant_id=tenant_id, token_url=need(auth.token_url, "token_url"),
+            client_id=need(auth.client_id, "client_id"),
+            client_secret=need(auth.client_secret, "client_secret"), store=tokens,
+            client_auth=auth.client_auth, header=auth.header, scheme=auth.scheme or "Bearer",
+        )
+    return OAuth1Auth(
+        realm=need(auth.account, "account"),
+        consumer_key=need(auth.consumer_key, "consumer_key"),
+        consumer_secret=need(auth.consumer_secret, "consumer_secret"),
+        token=need(auth.token_id, "token_id"),
+        token_secret=need(auth.token_secret, "token_secret"),
+    )
+
+
+def build_executor(
+    *,
+    platform: Platform,
+    tenant_id: str,
+    connection: ConnectionConfig,
+    limiter: RateLimiter | None,
+    tokens: TokenStore | None,
+    settings: TransportSettings | None = None,
+    retry: RetryPolicy | None = None,
+    metrics: SinkMetrics | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> HttpExecutor:
+    name = platform.spec.name
+    client = make_client(base_url=connection.base_url, settings=settings or TransportSettings(),
+                         headers=connection.headers, transport=transport)
+    return HttpExecutor(
+        platform=name, tenant_id=tenant_id, client=client,
+        auth=build_auth(tenant_id, name, connection.auth, tokens),
+        limiter=limiter, retry=retry, classify=platform.classify_error, metrics=metrics,
+    )
