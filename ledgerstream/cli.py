@@ -7,6 +7,7 @@ owns no logic of its own beyond presenting results.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
@@ -122,6 +123,88 @@ def demo() -> None:
     )
     if not result.database_ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--platform", "platform_name", required=True, help="e.g. quickbooks, xero")
+@click.option("--tenants", "tenants_file", type=click.Path(exists=True, dir_okay=False),
+              help="Per-tenant mapping YAML (or LEDGERSTREAM_SINK_TENANTS_FILE).")
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
+@click.option("--batch-size", type=int, help="Records per bookkeeping transaction.")
+def sink(platform_name: str, tenants_file: str | None, metrics_port: int | None,
+         batch_size: int | None) -> None:
+    """Write ledger entries to one accounting platform, exactly once."""
+    from sinks.app import run_sink
+    from sinks.core.errors import ConfigurationError
+    from sinks.core.settings import SinkSettings
+
+    given: dict[str, Any] = {"tenants_file": tenants_file, "metrics_port": metrics_port,
+                             "batch_size": batch_size}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    _endpoint_env()
+    try:
+        run_sink(SinkSettings(platform=platform_name, **overrides))
+    except ConfigurationError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--platform", "platform_name", required=True)
+@click.option("--since", help="ISO timestamp; default: the beginning of the topic.")
+@click.option("--tenant", help="Only this tenant's sync-log rows (with --resend).")
+@click.option("--resend", is_flag=True, help="Send already-applied events again (idempotently).")
+def replay(platform_name: str, since: str | None, tenant: str | None, resend: bool) -> None:
+    """Rewind a platform sink's stored offsets (run while that sink is stopped)."""
+    from datetime import datetime
+
+    from schemas.topics import Topics
+    from sinks.core.replay import replay as do_replay
+    from sinks.core.settings import SinkSettings
+
+    _endpoint_env()
+    settings = SinkSettings(platform=platform_name)
+    topics = Topics(prefix=settings.topic_prefix, suffix=settings.topic_suffix)
+    since_ms = int(datetime.fromisoformat(since).timestamp() * 1000) if since else 0
+    plan = do_replay(bootstrap=settings.kafka_bootstrap_servers,
+                     database_url=settings.database_url, topic=topics.ledger_entries,
+                     group=topics.sink_group(platform_name), platform=platform_name,
+                     since_ms=since_ms, tenant_id=tenant, resend=resend)
+    out.print(f"offsets set to {plan.partitions}; events to resend: {plan.resent_events}")
+
+
+@main.command()
+@click.option("--platform", "platform_name", required=True)
+@click.option("--tenant", required=True)
+@click.option("--tenants", "tenants_file", type=click.Path(exists=True, dir_okay=False))
+def resume(platform_name: str, tenant: str, tenants_file: str | None) -> None:
+    """Un-pause a tenant after fixing its connection or mapping; replays its parked records."""
+    from sinks.app import build_runner
+    from sinks.core.settings import SinkSettings
+
+    _endpoint_env()
+    overrides: dict[str, Any] = {"tenants_file": tenants_file} if tenants_file else {}
+    runner = build_runner(SinkSettings(platform=platform_name, **overrides))
+    replayed = runner.resume_tenant(tenant)
+    out.print(f"tenant {tenant} resumed; {replayed} parked records written")
+
+
+@main.command()
+def platforms() -> None:
+    """List the supported accounting platforms and what each can do."""
+    from sinks.platforms.registry import support_table
+
+    out.print(support_table(), markup=False, highlight=False)
+
+
+def _endpoint_env() -> None:
+    """Let runtimes default to the local stack's endpoints when no env var is set."""
+    import os
+
+    from ledgerstream.endpoints import configured_endpoints
+
+    for key, value in configured_endpoints().as_env().items():
+        os.environ.setdefault(key, value)
 
 
 def _yes(flag: bool) -> str:
