@@ -1,0 +1,399 @@
+"""The faust layer: topics, tables, agents and the transactional output path.
+
+Kept thin on purpose — every decision is in :mod:`.engine`; this module fetches table
+rows, calls it, writes rows back and produces what it returns.
+
+Layout (one worker or many; all keyed ``tenant:customer`` except tax rates):
+
+* one agent over ``crm.financial-events`` + ``crm.customers`` + ``<app>-ticks``
+  (co-partitioned, 12 partitions): one ordered loop per partition, so a customer's
+  arrival, its parked events and its documents never race;
+* tables ``ledgers``, ``customers``, ``pending`` (RocksDB, changelogged, partitioned
+  like the sources) and ``tax-rates`` (a GlobalTable: ``crm.tax-rates`` has 1
+  partition, every worker needs every rate), filled by a second agent.
+
+**Exactly once, and where faust falls short** (details in :mod:`.eos`): faust
+routes table changelogs through the per-input-partition transactional producer, but
+a plain ``topic.send()`` to a topic the app does not consume goes out on the
+*non-transactional* producer (faust-streaming #177; ``TransactionManager.send`` finds
+no partition metadata for the output topic and falls back to ``transactional_id=None``).
+So this module sends ``ledger.*`` records itself, through the transactional producer
+of the input partition being processed: output, changelog and offsets then commit or
+abort together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from faust.types import EventT, Message
+
+from schemas.models import (
+    AggregateType,
+    CustomerBalance,
+    DeadLetter,
+    FinancialEvent,
+    LedgerEntry,
+)
+from schemas.topics import EVENT_PARTITIONS, balance_key, parse_message_key, tax_rate_key
+from stream_processors.balances import CustomerLedger, Verdict
+from stream_processors.codec import AvroDecoder, AvroEncoder
+from stream_processors.engine import (
+    CustomerRow,
+    Park,
+    TaxBook,
+    Unprocessable,
+    apply_customer_event,
+    customer_entry,
+    process_financial_event,
+)
+from stream_processors.metrics import ProcessorMetrics
+from stream_processors.pending import (
+    ParkedEvent,
+    dump_index,
+    dump_queue,
+    index_key,
+    load_index,
+    load_queue,
+)
+from stream_processors.settings import ProcessorSettings
+
+log = logging.getLogger(__name__)
+STAGE = "processor"
+
+
+def ticks_topic(app_id: str) -> str:
+    """The internal topic that wakes each partition up to retry parked events."""
+    return f"{app_id}-ticks"
+
+
+class LedgerProcessor:
+    """Builds and owns the faust app of one processor instance."""
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        *,
+        registry: SchemaRegistryClient | None = None,
+        metrics: ProcessorMetrics | None = None,
+        partitions: int = EVENT_PARTITIONS,
+    ) -> None:
+        self.settings = settings
+        self.names = settings.topics
+        self.metrics = metrics or ProcessorMetrics()
+        self.eos = settings.processing_guarantee == "exactly_once"
+        self.registry = registry or SchemaRegistryClient({"url": settings.schema_registry_url})
+        self.decoder: AvroDecoder[FinancialEvent] = AvroDecoder(self.registry, FinancialEvent)
+        n = self.names
+        self.entries_codec = AvroEncoder(self.registry, n.subject(n.ledger_entries), LedgerEntry)
+        self.balances_codec = AvroEncoder(
+            self.registry, n.subject(n.ledger_balances), CustomerBalance
+        )
+        self.dlq_codec = AvroEncoder(self.registry, n.subject(n.ledger_dlq), DeadLetter)
+        app_id = settings.resolved_app_id
+        self.ticks = ticks_topic(app_id)
+        self.partitions = partitions
+        self._pending_keys: dict[int, int] = {}
+        self._background: set[asyncio.Future[Any]] = set()
+        self.app = faust.App(
+            app_id,
+            broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")),
+            processing_guarantee=settings.processing_guarantee,
+            store="rocksdb://",
+            datadir=str(settings.data_dir / app_id),
+            web_enabled=False,
+            broker_commit_interval=settings.commit_interval_seconds,
+            broker_max_poll_records=settings.max_poll_records,
+            stream_buffer_maxsize=settings.max_poll_records * 2,
+            topic_disable_leader=True,
+            topic_allow_declare=True,
+            topic_partitions=partitions,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            key_serializer="raw",
+            value_serializer="raw",
+            producer_acks=-1,
+        )
+        self._build()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _table(self, name: str) -> Any:
+        return self.app.Table(name, partitions=self.partitions, key_type=bytes,
+                              value_type=bytes)
+
+    def _build(self) -> None:
+        app, n = self.app, self.names
+        self.ledgers = self._table("ledgers")
+        self.customers = self._table("customers")
+        self.pending = self._table("pending")
+        self.tax_rates = app.GlobalTable("tax-rates", partitions=1, key_type=bytes,
+                                         value_type=bytes)
+        source = app.topic(n.crm_financial_events, n.crm_customers, self.ticks,
+                           key_serializer="raw", value_serializer="raw")
+        tax_source = app.topic(n.crm_tax_rates, key_serializer="raw", value_serializer="raw")
+
+        async def ledger_agent(stream: Any) -> None:
+            async for event in stream.events():
+                await self.on_message(event)
+
+        async def tax_rate_agent(stream: Any) -> None:
+            async for event in stream.events():
+                await self.on_tax_rate(event.message)
+
+        async def send_ticks() -> None:
+            await self.send_ticks()
+
+        app.agent(source, name="ledger")(ledger_agent)
+        app.agent(tax_source, name="tax-rates")(tax_rate_agent)
+        app.timer(self.settings.tick_interval_seconds)(send_ticks)
+
+    # ------------------------------------------------------------------ output
+
+    def _transactional_id(self, msg: Message) -> str | None:
+        """The transactional producer faust keeps for this input partition (EOS v1:
+        ``<app id>-<topic group>-<partition>``), so our records share its transaction."""
+        if not self.eos:
+            return None
+        group = self.app.assignor.group_for_topic(msg.topic)
+        return f"{self.app.conf.id}-{group}-{msg.partition}"
+
+    async def emit(self, msg: Message, topic: str, key: bytes, value: bytes) -> None:
+        fut = await self.app.producer.send(
+            topic, key, value, None, None, None, transactional_id=self._transactional_id(msg)
+        )
+        self.metrics.events_out.labels(topic).inc()
+        if isinstance(fut, asyncio.Future):
+            fut.add_done_callback(self._check_delivery)
+
+    def _check_delivery(self, fut: asyncio.Future[Any]) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            log.error("delivery failed, crashing so nothing is committed past it: %r", exc)
+            task = asyncio.ensure_future(self.app.crash(exc))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def emit_entry(self, msg: Message, key: bytes, entry: LedgerEntry) -> None:
+        for d in entry.discrepancies:
+            self.metrics.discrepancy(d.field)
+        await self.emit(msg, self.names.ledger_entries, key, self.entries_codec.encode(entry))
+
+    async def emit_balances(self, msg: Message, balances: tuple[CustomerBalance, ...]) -> None:
+        for b in balances:
+            key = balance_key(b.tenant_id, b.customer_id, b.currency).encode()
+            await self.emit(msg, self.names.ledger_balances, key, self.balances_codec.encode(b))
+
+    async def dead_letter(
+        self,
+        msg: Message,
+        error_class: str,
+        reason: str,
+        *,
+        origin: ParkedEvent | None = None,
+        event: FinancialEvent | None = None,
+    ) -> None:
+        """Send the original bytes and coordinates to ``ledger.dlq``; the stream goes on."""
+        letter = DeadLetter(
+            topic=origin.topic if origin else msg.topic,
+            partition=origin.partition if origin else msg.partition,
+            offset=origin.offset if origin else msg.offset,
+            key=origin.key if origin else msg.key,
+            value=origin.value if origin else msg.value,
+            error_class=error_class, reason=reason[:2000], stage=STAGE,
+            failed_at=datetime.now(UTC),
+            event_id=event.event_id if event else (origin.event_id if origin else None),
+            tenant_id=event.tenant_id if event else None,
+        )
+        self.metrics.dead_letters.labels(error_class).inc()
+        log.warning("dead letter %s at %s[%s]@%s: %s", error_class, letter.topic,
+                    letter.partition, letter.offset, reason)
+        await self.emit(msg, self.names.ledger_dlq, letter.key or b"",
+                        self.dlq_codec.encode(letter))
+
+    # ------------------------------------------------------------------ ticks
+
+    async def send_ticks(self) -> None:
+        """Outside any transaction on purpose: a tick in an open transaction would hold
+        the partition's last-stable-offset back until it commits."""
+        now = str(time.time()).encode()
+        for partition in range(self.partitions):
+            await self.app.producer.send(self.ticks, b"tick", now, partition, None, None)
+
+    # ------------------------------------------------------------------ input
+
+    async def on_message(self, event: EventT) -> None:
+        msg = event.message
+        self.metrics.events_in.labels(msg.topic).inc()
+        if msg.topic == self.ticks:
+            await self.on_tick(msg)
+            return
+        if msg.value is None:
+            return  # a compaction tombstone on crm.customers: nothing to apply
+        try:
+            ev = self.decoder.decode(msg.value)
+            tenant, customer_id = parse_message_key(msg.key or b"")
+            if ev.tenant_id != tenant:
+                raise Unprocessable(f"key tenant {tenant!r} != event tenant {ev.tenant_id!r}")
+        except Exception as exc:
+            await self.dead_letter(msg, type(exc).__name__, str(exc))
+            return
+        key = msg.key or b""
+        if ev.aggregate_type is AggregateType.CUSTOMER:
+            await self.on_customer(msg, ev, key, customer_id)
+            return
+        queue = load_queue(self.pending.get(key))
+        if queue:
+            if all(p.event_id != ev.event_id for p in queue):
+                queue.append(self._parked(msg, ev, "behind a parked event", "Parked"))
+                self._save_queue(msg, key, queue)
+            await self.drain(msg, key, time.time())
+            return
+        outcome = await self.on_financial(msg, ev, key, customer_id)
+        if isinstance(outcome, Park):
+            self.metrics.parked.labels(outcome.error_class).inc()
+            parked = self._parked(msg, ev, outcome.reason, outcome.error_class)
+            self._save_queue(msg, key, [parked])
+
+    async def on_financial(
+        self, msg: Message, ev: FinancialEvent, key: bytes, customer_id: str
+    ) -> Park | None:
+        ledger = CustomerLedger.from_bytes(self.ledgers.get(key))
+        tenant = ev.tenant_id
+
+        def tax_book(code: str) -> TaxBook | None:
+            raw = self.tax_rates.get(tax_rate_key(tenant, code).encode())
+            return TaxBook.from_bytes(raw) if raw else None
+
+        try:
+            outcome = process_financial_event(
+                ev, customer_id=customer_id,
+                customer=CustomerRow.from_bytes(self.customers.get(key)),
+                ledger=ledger, tax_book=tax_book,
+                policy=self.settings.tax_policy(tenant), processed_at=datetime.now(UTC),
+            )
+        except Unprocessable as exc:
+            await self.dead_letter(msg, Unprocessable.error_class, str(exc), event=ev)
+            return None
+        if isinstance(outcome, Park):
+            return outcome
+        if outcome.verdict is not Verdict.APPLIED:
+            self.metrics.ignored.labels(outcome.verdict.value).inc()
+            if outcome.verdict is Verdict.STALE:
+                log.info("stale %s v%s of %s ignored", ev.event_type, ev.aggregate_version,
+                         ev.aggregate_id)
+        if outcome.ledger is not ledger:
+            self.ledgers[key] = outcome.ledger.to_bytes()
+        if outcome.entry is not None:
+            await self.emit_entry(msg, key, outcome.entry)
+        await self.emit_balances(msg, outcome.balances)
+        return None
+
+    async def on_customer(
+        self, msg: Message, ev: FinancialEvent, key: bytes, customer_id: str
+    ) -> None:
+        if ev.aggregate_id != customer_id:
+            await self.dead_letter(msg, Unprocessable.error_class,
+                                   f"customer {ev.aggregate_id!r} under key {key!r}", event=ev)
+            return
+        row = CustomerRow.from_bytes(self.customers.get(key))
+        try:
+            new_row, verdict = apply_customer_event(row, ev)
+        except Unprocessable as exc:
+            await self.dead_letter(msg, Unprocessable.error_class, str(exc), event=ev)
+            return
+        if verdict is not Verdict.APPLIED:
+            self.metrics.ignored.labels(verdict.value).inc()
+            return
+        assert new_row is not None
+        self.customers[key] = new_row.to_bytes()
+        ledger = CustomerLedger.from_bytes(self.ledgers.get(key))
+        entry = customer_entry(ev, customer_id=customer_id, row=new_row, ledger=ledger,
+                               processed_at=datetime.now(UTC))
+        await self.emit_entry(msg, key, entry)
+        if self.pending.get(key):
+            await self.drain(msg, key, time.time())
+
+    async def on_tax_rate(self, msg: Message) -> None:
+        self.metrics.events_in.labels(msg.topic).inc()
+        if msg.value is None:
+            return
+        try:
+            ev = self.decoder.decode(msg.value)
+            if ev.aggregate_type is not AggregateType.TAX_RATE:
+                raise Unprocessable(f"{ev.aggregate_type} event on the tax-rates topic")
+            key = tax_rate_key(ev.tenant_id, ev.aggregate_id).encode()
+        except Exception as exc:
+            await self.dead_letter(msg, type(exc).__name__, str(exc))
+            return
+        book, verdict = TaxBook.from_bytes(self.tax_rates.get(key)).apply(ev)
+        if verdict is Verdict.APPLIED:
+            self.tax_rates[key] = book.to_bytes()
+        else:
+            self.metrics.ignored.labels(verdict.value).inc()
+
+    # ------------------------------------------------------------------ parking
+
+    def _parked(self, msg: Message, ev: FinancialEvent, reason: str, cls: str) -> ParkedEvent:
+        return ParkedEvent(msg.topic, msg.partition, msg.offset, msg.key or b"",
+                           msg.value or b"", ev.event_id, time.time(), reason, cls)
+
+    def _save_queue(self, msg: Message, key: bytes, queue: list[ParkedEvent]) -> None:
+        """Write a key's queue and keep the partition index in step."""
+        idx_key = index_key(msg.partition)
+        index = load_index(self.pending.get(idx_key))
+        name = key.decode()
+        if queue:
+            self.pending[key] = dump_queue(queue)
+            if name not in index:
+                index.add(name)
+                self.pending[idx_key] = dump_index(index)
+        else:
+            if self.pending.get(key) is not None:
+                del self.pending[key]
+            if name in index:
+                index.discard(name)
+                self.pending[idx_key] = dump_index(index)
+
+    async def drain(self, msg: Message, key: bytes, now: float) -> None:
+        """Retry a key's parked events in order; dead-letter the expired ones."""
+        queue = load_queue(self.pending.get(key))
+        remaining: list[ParkedEvent] = []
+        grace = self.settings.grace_seconds
+        for parked in queue:
+            if remaining:
+                remaining.append(parked)
+                continue
+            ev = self.decoder.decode(parked.value)
+            _, customer_id = parse_message_key(parked.key)
+            outcome = await self.on_financial(msg, ev, key, customer_id)
+            if isinstance(outcome, Park):
+                if parked.expired(now, grace):
+                    await self.dead_letter(
+                        msg, outcome.error_class,
+                        f"{outcome.reason} (parked {now - parked.parked_at:.0f}s)",
+                        origin=parked, event=ev)
+                else:
+                    remaining.append(ParkedEvent(
+                        parked.topic, parked.partition, parked.offset, parked.key,
+                        parked.value, parked.event_id, parked.parked_at, outcome.reason,
+                        outcome.error_class))
+        if remaining != queue:
+            self._save_queue(msg, key, remaining)
+
+    async def on_tick(self, msg: Message) -> None:
+        try:
+            now = float(msg.value or b"0")
+        except ValueError:
+            return
+        index = load_index(self.pending.get(index_key(msg.partition)))
+        self._pending_keys[msg.partition] = len(index)
+        self.metrics.pending.set(sum(self._pending_keys.values()))
+        for name in sorted(index):
+            await self.drain(msg, name.encode(), now)

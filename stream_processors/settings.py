@@ -1,0 +1,74 @@
+"""Settings of the stream processor (pydantic-settings; the only place env is read).
+
+Variables: the three standard endpoint names (``KAFKA_BOOTSTRAP_SERVERS``,
+``SCHEMA_REGISTRY_URL``) plus ``LEDGERSTREAM_PROCESSOR_*`` for the rest, e.g.
+``LEDGERSTREAM_PROCESSOR_PROCESSING_GUARANTEE=at_least_once``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.models import RoundingMode
+from schemas.topics import Topics
+from stream_processors.tax import Granularity, TaxPolicy
+
+
+class ProcessorSettings(BaseSettings):
+    """Everything ``ledgerstream process`` / ``python -m stream_processors`` needs."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGERSTREAM_PROCESSOR_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS",
+                                      "LEDGERSTREAM_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS",
+                                      "kafka_bootstrap_servers"),
+    )
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:18081/apis/ccompat/v7",
+        validation_alias=AliasChoices("SCHEMA_REGISTRY_URL",
+                                      "LEDGERSTREAM_PROCESSOR_SCHEMA_REGISTRY_URL",
+                                      "schema_registry_url"),
+    )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    topic_prefix: str = ""
+    topic_suffix: str = ""
+    """Decorates every topic, subject and the app id (``schemas.topics.Topics``)."""
+    app_id: str | None = None
+    """Consumer group / faust app id; default: the decorated ``ledgerstream.processor``."""
+    data_dir: Path = Path(".ledgerstream/processor")
+    """RocksDB tables live here (one directory per app id)."""
+    metrics_port: int = 0
+    """Prometheus /metrics port; 0 disables the endpoint."""
+    grace_seconds: float = 300.0
+    """How long an event for an unknown customer / tax code waits before the DLQ."""
+    tick_interval_seconds: float = 5.0
+    """How often parked events are retried."""
+    commit_interval_seconds: float = 1.0
+    """Transaction / offset commit interval: latency of ledger.* vs. throughput."""
+    tax_rounding: Granularity = Granularity.PER_DOCUMENT
+    rounding_mode: RoundingMode = RoundingMode.HALF_UP
+    tenant_tax_rounding: dict[str, Granularity] = Field(default_factory=dict)
+    """Per-tenant override of ``tax_rounding`` (JSON in the env variable)."""
+    wipe_state_on_unclean_start: bool = True
+    """With exactly_once, discard local RocksDB state after a crash and restore it from
+    the (committed) changelogs: RocksDB keeps writes of aborted transactions."""
+    max_poll_records: int = 2000
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix, suffix=self.topic_suffix)
+
+    @property
+    def resolved_app_id(self) -> str:
+        return self.app_id or self.topics.processor_app_id
+
+    def tax_policy(self, tenant_id: str) -> TaxPolicy:
+        return TaxPolicy(self.tenant_tax_rounding.get(tenant_id, self.tax_rounding),
+                         self.rounding_mode)
