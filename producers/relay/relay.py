@@ -57,6 +57,10 @@ class RelaySettings(ProducerSettings):
     delivery_timeout_s: float = 120.0
     exit_when_idle: bool = Field(default=False,
                                  description="stop once the outbox is empty (bench, backfill)")
+    fault_pause_before_commit_s: float = Field(
+        default=0.0, ge=0,
+        description="crash-injection tests only: sleep after the delivery reports, before "
+                    "the rows are deleted and committed")
 
 
 @dataclass
@@ -84,6 +88,8 @@ class Relay:
         self.conn = psycopg.connect(settings.database_url)
         self.stop = threading.Event()
         self._last_lag_check = 0.0
+        self.published_total = 0
+        self.dead_total = 0
 
     def close(self) -> None:
         self.producer.flush(10)
@@ -104,9 +110,15 @@ class Relay:
                 if not rows:
                     return result
                 published, dead = self._publish(rows)
+                if self.settings.fault_pause_before_commit_s:
+                    log.warning("fault injection: %d rows delivered, pausing %.1fs before "
+                                "commit", len(published), self.settings.fault_pause_before_commit_s)
+                    time.sleep(self.settings.fault_pause_before_commit_s)
                 finish(self.conn, published, mark=self.settings.on_publish == "mark")
                 move_to_dead_letter(self.conn, dead)
                 result.published, result.dead = len(published), len(dead)
+            self.published_total += result.published
+            self.dead_total += result.dead
         except BatchAbortedError as exc:
             metrics.RELAY_ABORTS.inc()
             log.warning("batch rolled back, rows will be re-sent: %s", exc)
@@ -259,4 +271,5 @@ def run_relay(settings: RelaySettings) -> None:
         relay.run()
     finally:
         relay.close()
-        log.info("relay %s stopped", settings.instance_id)
+        log.info("relay %s stopped: published=%d dead_lettered=%d", settings.instance_id,
+                 relay.published_total, relay.dead_total)
