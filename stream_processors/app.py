@@ -34,6 +34,7 @@ import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from faust.types import EventT, Message
 
+from schemas import serde
 from schemas.models import (
     AggregateType,
     CustomerBalance,
@@ -43,7 +44,7 @@ from schemas.models import (
 )
 from schemas.topics import EVENT_PARTITIONS, balance_key, parse_message_key, tax_rate_key
 from stream_processors.balances import CustomerLedger, Verdict
-from stream_processors.codec import AvroDecoder, AvroEncoder
+from stream_processors.codec import ConfluentAvroCodec
 from stream_processors.engine import (
     CustomerRow,
     Park,
@@ -88,14 +89,18 @@ class LedgerProcessor:
         self.names = settings.topics
         self.metrics = metrics or ProcessorMetrics()
         self.eos = settings.processing_guarantee == "exactly_once"
-        self.registry = registry or SchemaRegistryClient({"url": settings.schema_registry_url})
-        self.decoder: AvroDecoder[FinancialEvent] = AvroDecoder(self.registry, FinancialEvent)
+        self.registry = registry or serde.registry_client(settings.schema_registry_url)
         n = self.names
-        self.entries_codec = AvroEncoder(self.registry, n.subject(n.ledger_entries), LedgerEntry)
-        self.balances_codec = AvroEncoder(
-            self.registry, n.subject(n.ledger_balances), CustomerBalance
-        )
-        self.dlq_codec = AvroEncoder(self.registry, n.subject(n.ledger_dlq), DeadLetter)
+        reg, auto = self.registry, settings.auto_register_schemas
+        self.decoders: dict[str, ConfluentAvroCodec[FinancialEvent]] = {
+            t: ConfluentAvroCodec(t, FinancialEvent, reg, auto_register=auto)
+            for t in (n.crm_financial_events, n.crm_customers, n.crm_tax_rates)
+        }
+        self.entries_codec = ConfluentAvroCodec(n.ledger_entries, LedgerEntry, reg,
+                                                auto_register=auto)
+        self.balances_codec = ConfluentAvroCodec(n.ledger_balances, CustomerBalance, reg,
+                                                 auto_register=auto)
+        self.dlq_codec = ConfluentAvroCodec(n.ledger_dlq, DeadLetter, reg, auto_register=auto)
         app_id = settings.resolved_app_id
         self.ticks = ticks_topic(app_id)
         self.partitions = partitions
@@ -237,7 +242,7 @@ class LedgerProcessor:
         if msg.value is None:
             return  # a compaction tombstone on crm.customers: nothing to apply
         try:
-            ev = self.decoder.decode(msg.value)
+            ev = self.decoders[msg.topic].decode(msg.value)
             tenant, customer_id = parse_message_key(msg.key or b"")
             if ev.tenant_id != tenant:
                 raise Unprocessable(f"key tenant {tenant!r} != event tenant {ev.tenant_id!r}")
@@ -325,7 +330,7 @@ class LedgerProcessor:
         if msg.value is None:
             return
         try:
-            ev = self.decoder.decode(msg.value)
+            ev = self.decoders[msg.topic].decode(msg.value)
             if ev.aggregate_type is not AggregateType.TAX_RATE:
                 raise Unprocessable(f"{ev.aggregate_type} event on the tax-rates topic")
             key = tax_rate_key(ev.tenant_id, ev.aggregate_id).encode()
@@ -370,7 +375,7 @@ class LedgerProcessor:
             if remaining:
                 remaining.append(parked)
                 continue
-            ev = self.decoder.decode(parked.value)
+            ev = self.decoders[parked.topic].decode(parked.value)
             _, customer_id = parse_message_key(parked.key)
             outcome = await self.on_financial(msg, ev, key, customer_id)
             if isinstance(outcome, Park):

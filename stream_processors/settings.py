@@ -58,6 +58,9 @@ class ProcessorSettings(BaseSettings):
     wipe_state_on_unclean_start: bool = True
     """With exactly_once, discard local RocksDB state after a crash and restore it from
     the (committed) changelogs: RocksDB keeps writes of aborted transactions."""
+    auto_register_schemas: bool = True
+    """Register the ledger.* schemas on first use; set False in production, where
+    ``schemas.registry`` registers them at deploy time."""
     max_poll_records: int = 2000
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 

@@ -9,15 +9,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from schemas import serde
 from schemas.models import (
     AggregateType,
     CustomerBalance,
@@ -26,7 +26,7 @@ from schemas.models import (
     LedgerEntry,
 )
 from schemas.topics import Topics, message_key, tax_rate_key
-from stream_processors.codec import AvroDecoder, AvroEncoder
+from stream_processors.codec import ConfluentAvroCodec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,10 +49,8 @@ def delete_topics(bootstrap: str, names: Topics, app_id: str) -> None:
     doomed = [t for t in doomed if t in existing]
     if doomed:
         for f in admin.delete_topics(doomed).values():
-            try:
+            with suppress(Exception):
                 f.result(timeout=30)
-            except Exception:
-                pass
 
 
 @dataclass
@@ -63,12 +61,13 @@ class EventWriter:
     registry_url: str
     names: Topics
     producer: Producer = field(init=False)
-    encoders: dict[str, AvroEncoder[FinancialEvent]] = field(init=False, default_factory=dict)
+    encoders: dict[str, ConfluentAvroCodec[FinancialEvent]] = field(
+        init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.producer = Producer({"bootstrap.servers": self.bootstrap,
                                   "enable.idempotence": True, "linger.ms": 5})
-        self.registry = SchemaRegistryClient({"url": self.registry_url})
+        self.registry = serde.registry_client(self.registry_url)
 
     def topic_and_key(self, ev: FinancialEvent) -> tuple[str, str]:
         if ev.aggregate_type is AggregateType.TAX_RATE:
@@ -82,8 +81,8 @@ class EventWriter:
     def encode(self, topic: str, ev: FinancialEvent) -> bytes:
         enc = self.encoders.get(topic)
         if enc is None:
-            enc = self.encoders[topic] = AvroEncoder(
-                self.registry, self.names.subject(topic), FinancialEvent)
+            enc = self.encoders[topic] = ConfluentAvroCodec(topic, FinancialEvent,
+                                                            self.registry)
         return enc.encode(ev)
 
     def send(self, ev: FinancialEvent, *, key: str | None = None) -> None:
@@ -106,7 +105,7 @@ class EventWriter:
 def read_topic(bootstrap: str, registry_url: str, topic: str, record: Any,
                *, timeout: float = 10.0) -> list[tuple[bytes | None, Any]]:
     """Every committed record of ``topic`` (read_committed), decoded, in partition order."""
-    decoder = AvroDecoder(SchemaRegistryClient({"url": registry_url}), record)
+    decoder = ConfluentAvroCodec(topic, record, serde.registry_client(registry_url))
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
