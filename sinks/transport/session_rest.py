@@ -1,0 +1,126 @@
+"""Mechanics shared by resource-wrapped JSON REST platforms (Sage Accounting, Acumatica).
+
+These platforms have the same protocol shape, so their platform modules should not
+each re-implement it:
+
+* amounts travel as JSON numbers, so a :class:`~decimal.Decimal` must be rounded with
+  the platform's own rule *before* it becomes a float (:func:`json_number`);
+* a write body names one resource (``{"sales_invoice": {...}}`` in Sage,
+  ``{"FieldName": {"value": ...}}`` wrappers in Acumatica): :func:`wrap`/:func:`unwrap`;
+* list endpoints return either an envelope with the records under a key (Sage's
+  ``$items``) or a bare array (Acumatica): :func:`items_of`;
+* "find by our reference" is a GET whose answer may hold several near matches (both
+  APIs search by substring), so the caller must pick the exact one and treat two exact
+  matches as a data problem, not pick one at random: :func:`lookup_one`;
+* vendor errors arrive as a list of entries (Sage ``[{"$dataCode": ...}]``) or an
+  object (Acumatica ``{"message", "exceptionMessage"}``): :func:`error_entries`.
+
+Nothing here does I/O: :func:`lookup_one` is a sub-flow for ``yield from`` inside a
+platform's :meth:`~sinks.core.contract.Platform.plan`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sinks.core.contract import Flow, PlatformRequest, PlatformResponse
+from sinks.core.errors import PayloadRejectedError
+
+__all__ = [
+    "error_entries",
+    "hex_key",
+    "items_of",
+    "json_number",
+    "lookup_one",
+    "unwrap",
+    "wrap",
+]
+
+
+def json_number(value: Decimal, places: int = 2, rounding: str = ROUND_HALF_UP) -> float:
+    """``value`` rounded to ``places`` with ``rounding``, as the JSON number a body needs.
+
+    Rounding happens on the Decimal, so the float only ever carries a value that has an
+    exact short decimal representation (``float(Decimal("89.99"))`` prints ``89.99``).
+    """
+    quantum = Decimal(1).scaleb(-places)
+    return float(value.quantize(quantum, rounding=rounding))
+
+
+def hex_key(key: str) -> str:
+    """A UUID idempotency key without hyphens (32 hex characters), as Sage asks."""
+    text = key.replace("-", "").lower()
+    if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"not a UUID key: {key!r}")
+    return text
+
+
+def wrap(resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``{resource: body}`` with ``None`` values dropped (absent ≠ null on these APIs)."""
+    return {resource: {k: v for k, v in body.items() if v is not None}}
+
+
+def unwrap(response: PlatformResponse, resource: str | None = None) -> dict[str, Any]:
+    """The record in a response body, unwrapping ``{resource: {...}}`` when present."""
+    payload = response.json()
+    if resource is not None and isinstance(payload, dict) and isinstance(
+        payload.get(resource), dict
+    ):
+        payload = payload[resource]
+    if not isinstance(payload, dict):
+        raise PayloadRejectedError(
+            f"expected a JSON object in the response, got {type(payload).__name__}",
+            status=response.status,
+        )
+    return payload
+
+
+def items_of(payload: Any, key: str = "$items") -> list[dict[str, Any]]:
+    """Records of a list response: ``payload[key]`` of an envelope, or a bare array."""
+    if isinstance(payload, list):
+        return [item for item in payload if isinstance(item, dict)]
+    if isinstance(payload, dict) and isinstance(payload.get(key), list):
+        return [item for item in payload[key] if isinstance(item, dict)]
+    return []
+
+
+def lookup_one(
+    request: PlatformRequest,
+    matches: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    items_key: str = "$items",
+    platform: str = "",
+) -> Flow[dict[str, Any] | None]:
+    """Send ``request`` (a search), return the single record for which ``matches`` holds.
+
+    ``None`` when nothing matches; two exact matches raise :class:`PayloadRejectedError`
+    (the platform already holds duplicates a person must merge; writing a third would
+    make it worse).
+    """
+    response = yield request
+    found = [item for item in items_of(response.json(), items_key) if matches(item)]
+    if len(found) > 1:
+        ids = ", ".join(str(item.get("id", "?")) for item in found)
+        raise PayloadRejectedError(
+            f"{len(found)} records match {what} ({ids}); merge them on the platform first",
+            platform=platform,
+        )
+    return found[0] if found else None
+
+
+def error_entries(body: bytes | str) -> list[dict[str, Any]]:
+    """The error entries of a vendor error body: a list as is, an object as one entry,
+    anything unparseable as none."""
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        return []
+    if isinstance(payload, list):
+        return [entry for entry in payload if isinstance(entry, dict)]
+    if isinstance(payload, dict):
+        return [payload]
+    return []
