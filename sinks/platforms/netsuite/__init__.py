@@ -1,0 +1,8 @@
+"""Oracle NetSuite sinks: REST record API (default, :mod:`.rest`) and SuiteTalk SOAP
+upsert (named option, :mod:`.soap`). Both upsert by external id; see
+``docs/platforms/netsuite.md``."""
+
+from sinks.platforms.netsuite.common import NetSuiteSettings
+from sinks.platforms.netsuite.rest import SPEC, NetSuiteRest
+
+__all__ = ["SPEC", "NetSuiteRest", "NetSuiteSettings"]
