@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--apply-schema", action="store_true")
     args = parser.parse_args(argv)
-    dsn = DatabaseSettings().database_url  # type: ignore[call-arg]
+    dsn = DatabaseSettings().database_url
     if args.apply_schema:
         from producers.sql import apply_crm_schema
         apply_crm_schema(dsn)

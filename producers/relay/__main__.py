@@ -6,4 +6,4 @@ from producers.relay import RelaySettings, run_relay
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run_relay(RelaySettings())  # type: ignore[call-arg]
+    run_relay(RelaySettings())
