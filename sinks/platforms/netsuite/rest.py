@@ -375,7 +375,32 @@ class NetSuiteRest(Platform):
             f"find {record}", query={"fields": "id,tranId,externalId"},
             accept_statuses=frozenset({404}))
 
-    def _written_id(self, response: PlatformResponse, record: str) -> str:
+    @staticmethod
+    def deactivate_request(external_id: str) -> PlatformRequest:
+        return PlatformRequest(
+            "PATCH", f"{REST_ROOT}/customer/eid:{quote(external_id, safe='')}",
+            "deactivate customer", json={"isInactive": True},
+            headers={"Content-Type": "application/json"}, accept_statuses=frozenset({404}))
+
+    @staticmethod
+    def delete_request(record: str, internal_id: str | None, external_id: str,
+                       key: str) -> PlatformRequest:
+        target = internal_id if internal_id else f"eid:{quote(external_id, safe='')}"
+        return PlatformRequest("DELETE", f"{REST_ROOT}/{record}/{target}", f"delete {record}",
+                               idempotency_key=key, accept_statuses=frozenset({404}))
+
+    @staticmethod
+    def is_missing(response: PlatformResponse) -> bool:
+        """The lookup, delete or patch found no such record."""
+        return response.status == 404
+
+    @staticmethod
+    def found_id(response: PlatformResponse) -> str | None:
+        body = response.json() or {}
+        return str(body["id"]) if body.get("id") is not None else None
+
+    def written_id(self, response: PlatformResponse, record: str) -> str:
+        """Internal id of the record a successful write created or updated."""
         internal_id = id_from_location(response)
         if internal_id is None:
             raise PayloadRejectedError(
@@ -390,21 +415,18 @@ class NetSuiteRest(Platform):
         body = self.customer_body(customer, settings, context.tenant_id)
         response = yield self.upsert_request(
             "customer", body["externalId"], body, context.key_for(self.spec.name, "customer"))
-        internal_id = self._written_id(response, "customer")
+        internal_id = self.written_id(response, "customer")
         return WriteResult(external_id=internal_id, raw={"externalId": body["externalId"]},
                            related={f"customer:{customer.id}": internal_id})
 
     def _deactivate_customer(self, crm_id: str, settings: NetSuiteSettings
                              ) -> Flow[WriteResult]:
         eid = settings.external_id("cust", crm_id)
-        response = yield PlatformRequest(
-            "PATCH", f"{REST_ROOT}/customer/eid:{quote(eid, safe='')}", "deactivate customer",
-            json={"isInactive": True}, headers={"Content-Type": "application/json"},
-            accept_statuses=frozenset({404}))
-        if response.status == 404:
+        response = yield self.deactivate_request(eid)
+        if self.is_missing(response):
             raise ReferenceMissingError(f"customer {crm_id} ({eid}) does not exist in NetSuite",
-                                        platform=self.spec.name, status=404)
-        return WriteResult(external_id=id_from_location(response) or eid,
+                                        platform=self.spec.name, status=response.status)
+        return WriteResult(external_id=self.written_id(response, "customer"),
                            raw={"externalId": eid, "isInactive": True})
 
     def _ensure_customer(self, entry: LedgerEntry, crm_id: str, settings: NetSuiteSettings,
@@ -423,10 +445,9 @@ class NetSuiteRest(Platform):
 
     def _find_id(self, record: str, external_id: str) -> Flow[str | None]:
         response = yield self.lookup_request(record, external_id)
-        if response.status == 404:
+        if self.is_missing(response):
             return None
-        body = response.json() or {}
-        return str(body["id"]) if body.get("id") is not None else None
+        return self.found_id(response)
 
     def _resolve(self, record: str, kind: str, eid_kind: str, crm_ids: list[str],
                  settings: NetSuiteSettings, context: SinkContext) -> Flow[dict[str, str]]:
@@ -445,7 +466,7 @@ class NetSuiteRest(Platform):
 
     def _finish(self, record: str, response: PlatformResponse, number: str | None,
                 external_id: str, related: dict[str, str]) -> WriteResult:
-        internal_id = self._written_id(response, record)
+        internal_id = self.written_id(response, record)
         return WriteResult(external_id=internal_id, document_number=number,
                            raw={"record": record, "externalId": external_id},
                            related=related)
@@ -518,7 +539,7 @@ class NetSuiteRest(Platform):
         response = yield self.upsert_request("creditMemo", body["externalId"], body,
                                              context.key_for(self.spec.name, "credit_note"),
                                              replace="item")
-        memo_id = self._written_id(response, "creditMemo")
+        memo_id = self.written_id(response, "creditMemo")
         related = {f"customer:{note.customer_id}": customer_id}
         related.update({f"invoice:{k}": v for k, v in invoice_ids.items()})
         if note.disposition is CreditDisposition.REFUNDED:
@@ -539,13 +560,10 @@ class NetSuiteRest(Platform):
                 context: SinkContext) -> Flow[WriteResult]:
         eid = settings.external_id(EID_KINDS[record], crm_id)
         known = context.external_ids.get(f"{kind}:{crm_id}")
-        target = known if known else f"eid:{quote(eid, safe='')}"
-        response = yield PlatformRequest(
-            "DELETE", f"{REST_ROOT}/{record}/{target}", f"delete {record}",
-            idempotency_key=context.key_for(self.spec.name, "delete"),
-            accept_statuses=frozenset({404}))
-        # 404: an earlier attempt already deleted it (or it never reached NetSuite).
+        response = yield self.delete_request(record, known, eid,
+                                             context.key_for(self.spec.name, "delete"))
+        # Missing: an earlier attempt already deleted it (or it never reached NetSuite).
+        gone = self.is_missing(response)
         return WriteResult(external_id=known or eid,
-                           raw={"record": record, "deleted": True,
-                                "already_gone": response.status == 404},
-                           already_applied=response.status == 404)
+                           raw={"record": record, "deleted": True, "already_gone": gone},
+                           already_applied=gone)

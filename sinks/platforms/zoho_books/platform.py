@@ -1,0 +1,329 @@
+"""Zoho Books Platform: the write flows, one per event kind.
+
+**Idempotency strategy: upsert by external id.** Every contact, invoice, credit note
+and customer payment carries the CRM id in a tenant-configured *unique* custom field
+(``settings.unique_field``, e.g. ``cf_ledgerstream_id``) and is written with
+``PUT /<module>`` plus ``X-Unique-Identifier-Key``/``-Value`` and ``X-Upsert: true``:
+Zoho updates the record holding that value or creates it. A replay, or a retry after
+a lost response, therefore lands on the same record. The sub-resources that have no
+upsert (payment refunds, credit-note refunds, credit applications) use **lookup
+before create**: list the parent's refunds / credits applied, match our reference,
+and only then create.
+
+**Delivery guarantee:** effectively exactly once for every supported event, given the
+unique custom field exists on the four modules (if it does not, Zoho rejects the
+upsert and the tenant is misconfigured). Zoho has no optimistic-concurrency token, so
+updates are last-writer-wins; the version stored is ``last_modified_time``.
+
+**Cannot be represented:** tax-rate events (taxes are configured in Zoho and mapped in
+the tenant mapping) → :class:`UnsupportedEventError`. Refunds are written against the
+original payment's *unused* amount (Zoho's "refund an excess payment"); a refund of an
+amount already applied to invoices is rejected by Zoho (dead letter, with Zoho's
+message), the CRM must express it as a REFUNDED credit note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from schemas.models import (
+    AggregateType,
+    CreditDisposition,
+    CreditNote,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Op,
+    Payment,
+    PaymentKind,
+)
+from sinks.core.contract import (
+    Flow,
+    LedgerEntry,
+    Platform,
+    PlatformRequest,
+    PlatformResponse,
+    SinkContext,
+    WriteResult,
+)
+from sinks.core.errors import (
+    ConfigurationError,
+    PayloadRejectedError,
+    ReferenceMissingError,
+    SinkError,
+    UnsupportedEventError,
+)
+from sinks.core.mapping import TenantMapping
+from sinks.platforms.zoho_books import mapping as m
+from sinks.platforms.zoho_books.errors import zoho_error
+from sinks.platforms.zoho_books.spec import SPEC, ZohoBooksSettings
+
+__all__ = ["ZohoBooks"]
+
+Step = Generator[PlatformRequest, PlatformResponse, Any]
+
+
+class ZohoBooks(Platform):
+    """Zoho Books API v3 (see the module docstring for guarantees)."""
+
+    spec = SPEC
+
+    # ------------------------------------------------------------------ plumbing-free helpers
+
+    @staticmethod
+    def settings(context: SinkContext) -> ZohoBooksSettings:
+        if isinstance(context.settings, ZohoBooksSettings):
+            return context.settings
+        if context.tenant is None:
+            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
+                                     platform=SPEC.name)
+        return context.tenant.platform_settings(ZohoBooksSettings)
+
+    @staticmethod
+    def mapping(context: SinkContext) -> TenantMapping:
+        if context.tenant is None:
+            raise ConfigurationError(f"tenant {context.tenant_id!r} has no mapping",
+                                     platform=SPEC.name)
+        return context.tenant.mapping
+
+    @staticmethod
+    def request(method: str, path: str, purpose: str, settings: ZohoBooksSettings, *,
+                json: Any = None, headers: Mapping[str, str] | None = None,
+                key: str | None = None, accept: frozenset[int] = frozenset()
+                ) -> PlatformRequest:
+        return PlatformRequest(
+            method, path, purpose, query={"organization_id": settings.organization_id},
+            headers={"Content-Type": "application/json", **(headers or {})}
+            if json is not None else dict(headers or {}),
+            json=json, idempotency_key=key, accept_statuses=accept)
+
+    def classify_error(self, response: PlatformResponse) -> SinkError | None:
+        return zoho_error(response.status, response.headers, response.body)
+
+    @staticmethod
+    def _record(response: PlatformResponse, key: str) -> dict[str, Any]:
+        data = response.json()
+        record = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(record, dict):
+            raise PayloadRejectedError(
+                f"Zoho response has no {key!r} object: {response.text[:200]}",
+                platform=SPEC.name, status=response.status)
+        return record
+
+    @staticmethod
+    def _known(context: SinkContext, kind: str, crm_id: str) -> str:
+        found = context.external_ids.get(f"{kind}:{crm_id}")
+        if found is None:
+            raise ReferenceMissingError(
+                f"{kind} {crm_id!r} has not been synced to Zoho Books yet", platform=SPEC.name)
+        return found
+
+    # ------------------------------------------------------------------ entry point
+
+    def plan(self, entry: LedgerEntry, context: SinkContext) -> Flow[WriteResult]:
+        event = entry.event
+        kind = event.aggregate_type
+        if kind is AggregateType.TAX_RATE:
+            raise UnsupportedEventError(
+                "Zoho Books taxes are configured in Zoho and mapped per tenant "
+                "(mapping.tax_codes); ledgerstream does not create or change tax rates",
+                platform=SPEC.name)
+        settings = self.settings(context)
+        if kind is AggregateType.CUSTOMER:
+            if event.op is Op.DELETE:
+                return self._deactivate(event.aggregate_id, context, settings)
+            return self._upsert_customer(entry, event.payload, context, settings)
+        if kind is AggregateType.INVOICE:
+            payload = event.payload
+            if (event.op is Op.DELETE or event.event_type.endswith(".voided")
+                    or (isinstance(payload, Invoice) and payload.status is InvoiceStatus.VOID)):
+                return self._void("invoices", "invoice", event.aggregate_id, context, settings)
+            return self._write_invoice(entry, payload, context, settings)
+        if kind is AggregateType.PAYMENT:
+            if event.op is Op.DELETE:
+                return self._delete_payment(event.aggregate_id, context, settings)
+            payment = event.payload
+            assert isinstance(payment, Payment)
+            if payment.kind is PaymentKind.REFUND:
+                return self._refund_payment(payment, context, settings)
+            return self._write_payment(entry, payment, context, settings)
+        if kind is AggregateType.CREDIT_NOTE:
+            if event.op is Op.DELETE:
+                return self._void("creditnotes", "credit_note", event.aggregate_id, context,
+                                  settings)
+            note = event.payload
+            assert isinstance(note, CreditNote)
+            return self._write_credit_note(entry, note, context, settings)
+        raise UnsupportedEventError(f"no Zoho Books mapping for {kind}", platform=SPEC.name)
+
+    # ------------------------------------------------------------------ customers
+
+    def _contact(self, entry: LedgerEntry, customer_id: str, context: SinkContext,
+                 settings: ZohoBooksSettings) -> Step:
+        """Zoho contact id of the entry's customer, upserting it when not yet known."""
+        known = context.external_ids.get(f"customer:{customer_id}")
+        if known is not None:
+            return known, {}
+        customer = entry.customer
+        if not isinstance(customer, Customer) or customer.id != customer_id:
+            raise ReferenceMissingError(
+                f"customer {customer_id!r} is not synced and the entry carries no snapshot",
+                platform=SPEC.name)
+        response = yield self.request(
+            "PUT", "/contacts", "upsert contact", settings,
+            json=m.contact_body(customer, settings),
+            headers=m.upsert_headers(settings, customer.id),
+            key=context.key_for(SPEC.name, "customer"))
+        contact_id = str(self._record(response, "contact")["contact_id"])
+        return contact_id, {f"customer:{customer_id}": contact_id}
+
+    def _upsert_customer(self, entry: LedgerEntry, customer: Any, context: SinkContext,
+                         settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        assert isinstance(customer, Customer)
+        response = yield self.request(
+            "PUT", "/contacts", "upsert contact", settings,
+            json=m.contact_body(customer, settings),
+            headers=m.upsert_headers(settings, customer.id),
+            key=context.key_for(SPEC.name, "customer"))
+        record = self._record(response, "contact")
+        contact_id = str(record["contact_id"])
+        if not customer.active and record.get("status") != "inactive":
+            yield self.request("POST", f"/contacts/{contact_id}/inactive", "deactivate contact",
+                               settings)
+        return WriteResult(contact_id, version=record.get("last_modified_time"),
+                           document_number=record.get("contact_name"), raw=record)
+
+    def _deactivate(self, customer_id: str, context: SinkContext,
+                    settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        contact_id = self._known(context, "customer", customer_id)
+        response = yield self.request("POST", f"/contacts/{contact_id}/inactive",
+                                      "deactivate contact", settings)
+        return WriteResult(contact_id, raw=response.json())
+
+    # ------------------------------------------------------------------ invoices
+
+    def _write_invoice(self, entry: LedgerEntry, invoice: Any, context: SinkContext,
+                       settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        assert isinstance(invoice, Invoice)
+        mapping = self.mapping(context)
+        contact_id, related = yield from self._contact(entry, invoice.customer_id, context,
+                                                       settings)
+        body = m.invoice_body(invoice, contact_id, entry.customer, mapping, settings)
+        response = yield self.request(
+            "PUT", "/invoices", "upsert invoice", settings, json=body,
+            headers=m.upsert_headers(settings, invoice.id),
+            key=context.key_for(SPEC.name, "invoice"))
+        record = self._record(response, "invoice")
+        if record.get("status") == "draft" and invoice.status is not InvoiceStatus.DRAFT:
+            # Zoho creates invoices as drafts; the CRM has issued this one.
+            yield self.request("POST", f"/invoices/{record['invoice_id']}/status/sent",
+                               "mark invoice sent", settings,
+                               key=context.key_for(SPEC.name, "sent"))
+            record = {**record, "status": "sent"}
+        return WriteResult(str(record["invoice_id"]), version=record.get("last_modified_time"),
+                           document_number=record.get("invoice_number"), raw=record,
+                           related=related)
+
+    def _void(self, module: str, kind: str, crm_id: str, context: SinkContext,
+              settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        """Void (never delete: the audit trail stays) an invoice or a credit note."""
+        ext = self._known(context, kind, crm_id)
+        key = "invoice" if module == "invoices" else "creditnote"
+        current = yield self.request("GET", f"/{module}/{ext}", f"get {key}", settings)
+        record = self._record(current, key)
+        if record.get("status") == "void":
+            return WriteResult(ext, version=record.get("last_modified_time"), raw=record,
+                               already_applied=True)
+        response = yield self.request("POST", f"/{module}/{ext}/status/void", f"void {key}",
+                                      settings, key=context.key_for(SPEC.name, "void"))
+        return WriteResult(ext, raw=response.json())
+
+    # ------------------------------------------------------------------ payments
+
+    def _write_payment(self, entry: LedgerEntry, payment: Payment, context: SinkContext,
+                       settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        mapping = self.mapping(context)
+        invoice_ids = {a.invoice_id: self._known(context, "invoice", a.invoice_id)
+                       for a in payment.allocations}
+        contact_id, related = yield from self._contact(entry, payment.customer_id, context,
+                                                       settings)
+        body = m.payment_body(payment, contact_id, invoice_ids, mapping, settings)
+        response = yield self.request(
+            "PUT", "/customerpayments", "upsert payment", settings, json=body,
+            headers=m.upsert_headers(settings, payment.id),
+            key=context.key_for(SPEC.name, "payment"))
+        record = self._record(response, "payment")
+        return WriteResult(str(record["payment_id"]), version=record.get("last_modified_time"),
+                           document_number=record.get("payment_number"), raw=record,
+                           related=related)
+
+    def _delete_payment(self, crm_id: str, context: SinkContext,
+                        settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        ext = self._known(context, "payment", crm_id)
+        response = yield self.request("DELETE", f"/customerpayments/{ext}", "delete payment",
+                                      settings, accept=frozenset({404}))
+        if response.status == 404:  # deleted by an earlier attempt whose response was lost
+            return WriteResult(ext, already_applied=True)
+        return WriteResult(ext, raw=response.json())
+
+    def _refund_payment(self, refund: Payment, context: SinkContext,
+                        settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        if refund.refund_of is None:
+            raise PayloadRejectedError(f"refund {refund.number} names no original payment",
+                                       platform=SPEC.name)
+        original = self._known(context, "payment", refund.refund_of)
+        body = m.payment_refund_body(refund, self.mapping(context))
+        listing = yield self.request("GET", f"/customerpayments/{original}/refunds",
+                                     "list payment refunds", settings)
+        for existing in listing.json().get("payment_refunds", []):
+            if existing.get("reference_number") == body["reference_number"]:
+                return WriteResult(str(existing["payment_refund_id"]), raw=existing,
+                                   already_applied=True)
+        response = yield self.request(
+            "POST", f"/customerpayments/{original}/refunds", "refund payment", settings,
+            json=body, key=context.key_for(SPEC.name, "refund"))
+        record = self._record(response, "payment_refund")
+        return WriteResult(str(record["payment_refund_id"]), raw=record)
+
+    # ------------------------------------------------------------------ credit notes
+
+    def _write_credit_note(self, entry: LedgerEntry, note: CreditNote, context: SinkContext,
+                           settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        mapping = self.mapping(context)
+        targets = {a.invoice_id: self._known(context, "invoice", a.invoice_id)
+                   for a in note.allocations if a.amount > 0}
+        contact_id, related = yield from self._contact(entry, note.customer_id, context,
+                                                       settings)
+        body = m.credit_note_body(note, contact_id, entry.customer, mapping, settings)
+        response = yield self.request(
+            "PUT", "/creditnotes", "upsert credit note", settings, json=body,
+            headers=m.upsert_headers(settings, note.id),
+            key=context.key_for(SPEC.name, "credit_note"))
+        record = self._record(response, "creditnote")
+        ext = str(record["creditnote_id"])
+        for allocation in note.allocations:
+            if allocation.amount <= 0:
+                continue
+            invoice_ext = targets[allocation.invoice_id]
+            applied = yield self.request("GET", f"/invoices/{invoice_ext}/creditsapplied",
+                                         "list credits applied", settings)
+            if any(str(c.get("creditnote_id")) == ext
+                   for c in applied.json().get("credits", [])):
+                continue
+            yield self.request(
+                "POST", f"/creditnotes/{ext}/invoices", "apply credit", settings,
+                json=m.apply_credit_body(invoice_ext, allocation.amount),
+                key=context.key_for(SPEC.name, f"apply:{allocation.invoice_id}"))
+        if note.disposition is CreditDisposition.REFUNDED and note.total > 0:
+            refund = m.credit_refund_body(note, mapping)
+            listing = yield self.request("GET", f"/creditnotes/{ext}/refunds",
+                                         "list credit note refunds", settings)
+            if not any(r.get("reference_number") == refund["reference_number"]
+                       for r in listing.json().get("creditnote_refunds", [])):
+                yield self.request("POST", f"/creditnotes/{ext}/refunds", "refund credit note",
+                                   settings, json=refund,
+                                   key=context.key_for(SPEC.name, "credit_refund"))
+        return WriteResult(ext, version=record.get("last_modified_time"),
+                           document_number=record.get("creditnote_number"), raw=record,
+                           related=related)
