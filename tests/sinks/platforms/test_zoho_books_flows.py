@@ -1,0 +1,376 @@
+"""Zoho Books flows driven end to end against the Zoho Books sandbox with FlowRunner.
+
+Every request the platform builds is validated against Zoho's own OpenAPI files
+(shared/specs/zoho-books/) before it reaches the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers
+
+from schemas.examples import (
+    sample_credit_note_event,
+    sample_customer_event,
+    sample_invoice,
+    sample_invoice_event,
+    sample_ledger_entry,
+    sample_payment,
+    sample_payment_event,
+    sample_refund_event,
+    sample_tax_rate_event,
+)
+from schemas.models import (
+    Allocation,
+    CreditDisposition,
+    FinancialEvent,
+    InvoiceStatus,
+    LedgerEntry,
+    Op,
+)
+from sinks.core.contract import (
+    FlowRunner,
+    PlatformRequest,
+    PlatformResponse,
+    SinkContext,
+    WriteResult,
+)
+from sinks.core.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    PayloadRejectedError,
+    RateLimitedError,
+    ReferenceMissingError,
+    RetryableError,
+    UnsupportedEventError,
+    classify_exception,
+)
+from sinks.core.mapping import TenantConfig
+from sinks.platforms.zoho_books import ZohoBooks
+from sinks.sandbox.core import ManualClock
+from sinks.sandbox.zoho_books import ZohoBooksSandbox
+
+SPECS = Path("/work/shared/specs/zoho-books")
+ORG = "20001"
+TENANT = "t1"
+TAX = "460000000001001"
+MAPPING: dict[str, Any] = {
+    "items": {"labor": "460000000002001", "parts": "460000000002002",
+              "fees": "460000000002003", "discounts": "460000000002004"},
+    "tax_codes": {"TX-AUSTIN": TAX},
+    "exempt_tax_code": "460000000001900",
+    "deposit_accounts": {"card": "460000000003002", "default": "460000000003001"},
+}
+MODULES = {"contacts": "contacts.yml", "invoices": "invoices.yml",
+           "creditnotes": "credit-notes.yml", "customerpayments": "customer-payments.yml"}
+#: Zoho's payment and apply-credit request schemas list ``invoice_id`` and
+#: ``amount_applied`` as top-level required fields next to the ``invoices`` array that
+#: carries them; the documented examples omit them. Validation relaxes exactly these
+#: two in exactly these schemas (see test_array_spec_quirk_is_still_there).
+ARRAY_SPEC_QUIRK = {"invoice_id", "amount_applied"}
+QUIRKY_SCHEMAS = {
+    "customerpayments": ("create-a-payment-request", "update-a-payment-request"),
+    "creditnotes": ("credit-to-an-invoice-request",),
+}
+
+
+@dataclass
+class _SpecRequest:
+    host_url: str
+    path: str
+    method: str
+    parameters: RequestParameters
+    content_type: str
+    body: bytes | None
+
+    @property
+    def full_url_pattern(self) -> str:
+        return self.host_url + self.path
+
+
+def _load(module: str) -> OpenAPI:
+    data = yaml.safe_load((SPECS / MODULES[module]).read_text())
+    for name in QUIRKY_SCHEMAS.get(module, ()):
+        schema = data["components"]["schemas"][name]
+        schema["required"] = [r for r in schema["required"] if r not in ARRAY_SPEC_QUIRK]
+        if not schema["required"]:
+            del schema["required"]
+    return OpenAPI.from_dict(data)
+
+
+_SPECS: dict[str, OpenAPI] = {}
+
+
+def validate(request: PlatformRequest) -> None:
+    """Raise if ``request`` does not validate against Zoho's OpenAPI file."""
+    module = request.path.strip("/").split("/")[0]
+    if module not in _SPECS:
+        _SPECS[module] = _load(module)
+    headers = Headers({**request.headers, "Authorization": "Zoho-oauthtoken x"})
+    body = json.dumps(request.json).encode() if request.json is not None else None
+    _SPECS[module].validate_request(_SpecRequest(
+        "https://www.zohoapis.com", "/books/v3" + request.path, request.method.lower(),
+        RequestParameters(query=dict(request.query), header=headers),
+        "application/json" if body is not None else "", body))
+
+
+needs_specs = pytest.mark.skipif(not SPECS.exists(),
+                                 reason="vendor specs /work/shared/specs/zoho-books absent")
+pytestmark = [needs_specs, pytest.mark.filterwarnings("ignore:Unsupported scheme type")]
+
+
+class Harness:
+    """A tenant's sink state: the external-id map plus a runner over the sandbox."""
+
+    def __init__(self, sandbox: ZohoBooksSandbox, *, settings: dict[str, Any] | None = None
+                 ) -> None:
+        self.sandbox = sandbox
+        self.token = sandbox.issue_tokens(ORG).access_token
+        self.client = sandbox.client(self.token)
+        self.ids: dict[str, str] = {}
+        self.sent: list[PlatformRequest] = []
+        self.tenant = TenantConfig(tenant_id=TENANT, platform="zoho-books",
+                                   settings=settings or {"organization_id": ORG},
+                                   mapping=MAPPING)
+        self.platform = ZohoBooks()
+
+    def transport(self, request: PlatformRequest) -> PlatformResponse:
+        validate(request)
+        self.sent.append(request)
+        try:
+            response = self.client.request(
+                request.method, "/books/v3" + request.path, params=dict(request.query),
+                headers=dict(request.headers),
+                content=json.dumps(request.json).encode() if request.json is not None else None)
+        except httpx.TransportError as exc:
+            error = classify_exception(exc, platform="zoho-books")
+            assert error is not None
+            raise error from exc
+        return PlatformResponse(response.status_code, dict(response.headers), response.content)
+
+    def context(self, event: FinancialEvent) -> SinkContext:
+        return SinkContext(tenant_id=TENANT, event_id=event.event_id, tenant=self.tenant,
+                           external_ids=dict(self.ids))
+
+    def write(self, event: FinancialEvent, *, attempts: int = 3,
+              entry: LedgerEntry | None = None) -> WriteResult:
+        entry = entry or sample_ledger_entry(event)
+        for attempt in range(attempts):
+            try:
+                result = FlowRunner(self.platform, self.transport).write(
+                    entry, self.context(event))
+            except RetryableError:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            kind = event.aggregate_type.value.lower()
+            self.ids[f"{kind}:{event.aggregate_id}"] = result.external_id
+            self.ids.update(result.related)
+            return result
+        raise AssertionError("unreachable")
+
+    def report(self) -> dict[str, Any]:
+        return self.sandbox.ledger_report(ORG)
+
+
+@pytest.fixture
+def sandbox() -> ZohoBooksSandbox:
+    return ZohoBooksSandbox(clock=ManualClock())
+
+
+@pytest.fixture
+def h(sandbox: ZohoBooksSandbox) -> Iterator[Harness]:
+    harness = Harness(sandbox)
+    yield harness
+    harness.client.close()
+
+
+def _doc(report: dict[str, Any], ident: str) -> dict[str, Any]:
+    return next(d for d in report["documents"] if d["id"] == ident)
+
+
+def test_invoice_create_then_replay_and_update(h: Harness) -> None:
+    event = sample_invoice_event()
+    first = h.write(event)
+    crm = event.payload
+    doc = _doc(h.report(), first.external_id)
+    assert Decimal(doc["total"]) == crm.total and doc["status"] == "SENT"
+    assert first.related and first.document_number == crm.number
+    replay = h.write(event)
+    assert replay.external_id == first.external_id
+    h.ids.clear()  # replay with a lost external-id map still lands on the same records
+    assert h.write(event).external_id == first.external_id
+    updated = sample_invoice(notes="second visit", lines=crm.lines[:2])
+    h.write(sample_invoice_event(version=2, op=Op.UPDATE, invoice=updated))
+    report = h.report()
+    assert Decimal(_doc(report, first.external_id)["total"]) == updated.total
+    assert report["duplicates"]["count"] == 0
+    assert len(report["documents"]) == 1 and len(report["customers"]) == 1
+
+
+@pytest.mark.parametrize("mode", ["disconnect", "500"])
+def test_drop_after_write_retries_without_duplicates(h: Harness, sandbox: ZohoBooksSandbox,
+                                                     mode: str) -> None:
+    sandbox.faults.arm("drop_after_write", 1, ORG, mode=mode)  # the contact upsert
+    sandbox.faults.arm("drop_after_write", 1, ORG, mode=mode)  # then the invoice upsert
+    result = h.write(sample_invoice_event(), attempts=4)
+    payment = sample_payment_event(amount=sample_invoice().total)
+    sandbox.faults.arm("drop_after_write", 1, ORG, mode=mode)
+    h.write(payment)
+    report = h.report()
+    assert report["duplicates"]["count"] == 0
+    assert len(report["payments"]) == 1 and len(report["customers"]) == 1
+    assert _doc(report, result.external_id)["status"] == "PAID"
+
+
+def test_payment_and_replay_apply_once(h: Harness) -> None:
+    invoice = h.write(sample_invoice_event())
+    total = sample_invoice().total
+    event = sample_payment_event(amount=total)
+    paid = h.write(event)
+    assert h.write(event).external_id == paid.external_id
+    report = h.report()
+    assert _doc(report, invoice.external_id)["balance"] == "0.00"
+    assert Decimal(report["payments"][0]["amount"]) == total
+    assert len(report["applications"]) == 1
+    assert any(r.headers.get("X-Upsert") == "true" and r.path == "/customerpayments"
+               for r in h.sent)
+
+
+def test_payment_of_unsynced_invoice_is_reference_missing(h: Harness) -> None:
+    with pytest.raises(ReferenceMissingError):
+        h.write(sample_payment_event(invoice_id="never-synced"))
+
+
+def test_credit_note_credited_applies_once(h: Harness) -> None:
+    invoice = h.write(sample_invoice_event())
+    event = sample_credit_note_event()
+    note = h.write(event)
+    h.write(event)
+    report = h.report()
+    credit = next(a for a in report["applications"] if a["source_kind"] == "credit_note")
+    assert (credit["source_id"], credit["target_id"]) == (note.external_id,
+                                                          invoice.external_id)
+    assert Decimal(credit["amount"]) == event.payload.total
+    assert len(report["applications"]) == 1
+    assert Decimal(_doc(report, invoice.external_id)["balance"]) == (
+        sample_invoice().total - event.payload.total)
+    assert report["duplicates"]["count"] == 0
+
+
+def test_credit_note_refunded_refunds_once(h: Harness, sandbox: ZohoBooksSandbox) -> None:
+    event = sample_credit_note_event(invoice_id=None, disposition=CreditDisposition.REFUNDED)
+    note = h.write(event)
+    sandbox.faults.arm("drop_after_write", 1, ORG)  # the refund POST itself
+    h.write(event)
+    h.write(event)
+    org = sandbox.orgs[ORG]
+    assert len(org.creditnote_refunds) == 1
+    assert _doc(h.report(), note.external_id)["status"] == "CLOSED"
+
+
+def test_payment_refund_of_unused_amount_once(h: Harness) -> None:
+    h.write(sample_invoice_event())
+    payment = sample_payment(amount=Decimal("400.00"),
+                             allocations=(Allocation(invoice_id="inv1", amount=Decimal("100")),))
+    h.write(sample_payment_event(payment=payment))
+    refund = sample_refund_event(amount=Decimal("50.00"))
+    first = h.write(refund)
+    again = h.write(refund)
+    assert again.external_id == first.external_id and again.already_applied
+    assert h.report()["payments"][0]["unapplied"] == "250.00"
+    too_much = sample_refund_event(refund_id="ref2", amount=Decimal("300.00"))
+    with pytest.raises(PayloadRejectedError, match="exceeds the unused amount"):
+        h.write(too_much)
+
+
+def test_void_invoice_and_replay(h: Harness) -> None:
+    invoice = h.write(sample_invoice_event())
+    h.write(sample_payment_event(amount=Decimal("100.00")))
+    void = sample_invoice_event(version=3, op=Op.UPDATE, event_type="invoice.voided",
+                                invoice=sample_invoice(status=InvoiceStatus.VOID))
+    h.write(void)
+    assert h.write(void).already_applied
+    report = h.report()
+    assert _doc(report, invoice.external_id)["status"] == "VOIDED"
+    assert report["payments"][0]["unapplied"] == "100.00"  # back to customer credit
+    deleted = sample_invoice_event(version=4, op=Op.DELETE)
+    assert h.write(deleted).already_applied
+
+
+def test_delete_payment_and_deactivate_customer(h: Harness) -> None:
+    h.write(sample_invoice_event())
+    pay = h.write(sample_payment_event(amount=Decimal("10.00")))
+    gone = sample_payment_event(amount=Decimal("10.00"), version=2)
+    delete = gone.model_copy(update={"op": Op.DELETE, "payload": None,
+                                     "event_type": "payment.deleted", "event_id": "e-del"})
+    assert h.write(delete).external_id == pay.external_id
+    assert h.write(delete).already_applied  # the second DELETE finds nothing
+    assert h.report()["payments"] == []
+    h.write(sample_customer_event(op=Op.DELETE, version=5))
+    assert h.report()["customers"][0]["active"] is False
+
+
+def test_customer_upsert_is_idempotent(h: Harness) -> None:
+    event = sample_customer_event()
+    first = h.write(event)
+    assert h.write(event).external_id == first.external_id
+    assert len(h.report()["customers"]) == 1
+
+
+def test_tax_rate_events_are_unsupported(h: Harness) -> None:
+    with pytest.raises(UnsupportedEventError, match="taxes are configured in Zoho"):
+        h.write(sample_tax_rate_event())
+    assert h.sent == []
+
+
+def test_locked_period_is_dead_lettered(h: Harness, sandbox: ZohoBooksSandbox) -> None:
+    sandbox.lock_period(ORG, sample_invoice().issue_date)
+    with pytest.raises(PayloadRejectedError) as caught:
+        h.write(sample_invoice_event())
+    assert caught.value.vendor_code == "4000"
+
+
+def test_rate_limit_and_auth_expiry_classified(h: Harness, sandbox: ZohoBooksSandbox) -> None:
+    sandbox.faults.arm("rate_limit", 1, ORG)
+    with pytest.raises(RateLimitedError) as limited:
+        h.write(sample_customer_event(), attempts=1)
+    assert limited.value.vendor_code == "44" and limited.value.retry_after is None
+    sandbox.tokens.expire_access_tokens()
+    with pytest.raises(AuthExpiredError) as expired:
+        h.write(sample_customer_event(), attempts=1)
+    assert expired.value.vendor_code == "57"
+
+
+def test_unconfigured_unique_field_pauses_tenant(sandbox: ZohoBooksSandbox) -> None:
+    harness = Harness(sandbox, settings={"organization_id": ORG, "unique_field": "cf_missing"})
+    with pytest.raises(ConfigurationError, match="unique custom field"):
+        harness.write(sample_customer_event())
+
+
+@pytest.mark.parametrize("module", sorted(QUIRKY_SCHEMAS))
+def test_array_spec_quirk_is_still_there(module: str) -> None:
+    data = yaml.safe_load((SPECS / MODULES[module]).read_text())
+    for name in QUIRKY_SCHEMAS[module]:
+        assert set(data["components"]["schemas"][name]["required"]) >= ARRAY_SPEC_QUIRK
+
+
+def test_spec_validation_rejects_a_malformed_request() -> None:
+    bad = PlatformRequest("PUT", "/invoices", "upsert invoice",
+                          query={"organization_id": ORG}, json={"line_items": "x"},
+                          headers={"X-Unique-Identifier-Key": "cf_a",
+                                   "X-Unique-Identifier-Value": "v"})
+    with pytest.raises(Exception, match="validation error"):
+        validate(bad)
+
