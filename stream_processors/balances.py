@@ -376,10 +376,12 @@ def compute_balances(
             status=_derive_status(doc, total, applied, open_),
         )
 
-    wanted = set(accs) if currencies is None else set(currencies) & set(accs)
+    # requested currencies are returned even when nothing is left in them: a document
+    # that moved to another currency (or was deleted) must zero the old balance
+    wanted = set(accs) if currencies is None else set(currencies)
     customers: dict[str, CustomerBalance] = {}
     for currency in sorted(wanted):
-        a = accs[currency]
+        a = accs.get(currency, _CurrencyAcc())
         b = aging.get(currency, {})
         customers[currency] = CustomerBalance(
             tenant_id=tenant_id, customer_id=customer_id, currency=currency,
