@@ -135,6 +135,9 @@ TRANSIENT = {"Request_EntityChanged", "Internal_ServerError", "Internal_ServiceU
              "Application_CannotConnectToServer"}
 THROTTLED = {"Application_TooManyRequests", "TooManyRequests"}
 LOCKED_PERIOD_PHRASE = "not within your range of allowed posting dates"
+#: Records the tenant mapping points at: when BC lacks one, the mapping is wrong.
+MAPPED_TABLES = ("The G/L Account does not exist", "The Item does not exist",
+                 "The Tax Group does not exist", "The customerPaymentJournal with id")
 
 
 class BusinessCentral(Platform):
@@ -631,6 +634,10 @@ class BusinessCentral(Platform):
         if code in TRANSIENT or response.status >= 500:
             return TransientError(f"BC temporarily refused the write: {detail}",
                                   platform=PLATFORM, vendor_code=code, status=response.status)
+        if message.startswith(MAPPED_TABLES):
+            return ConfigurationError(
+                f"the tenant mapping names a record BC does not have: {detail}",
+                platform=PLATFORM, vendor_code=code, status=response.status)
         if code in REFERENCE_MISSING:
             return ReferenceMissingError(f"BC does not hold a referenced record: {detail}",
                                          platform=PLATFORM, vendor_code=code,
