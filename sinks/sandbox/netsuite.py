@@ -580,11 +580,12 @@ class NetSuiteSandbox(Sandbox):
         assert authorized is not None
 
         def run() -> Response:
-            if op is None or local(op.tag) not in ("upsert", "delete"):
+            if op is None or local(op.tag) not in ("upsert", "delete", "get"):
                 return self._soap_fault(ns, "invalidArgumentFault", "INVALID_REQUEST",
                                         "Unsupported operation.")
             name = local(op.tag)
             record_el = child(op, "record" if name == "upsert" else "baseRef")
+            eid: str | None = None
             try:
                 if record_el is None:
                     raise NsError(400, "MISSING_REQD_FLD", "record is required")
@@ -594,14 +595,21 @@ class NetSuiteSandbox(Sandbox):
                 if record is None:
                     raise NsError(400, "INVALID_RCRD_TYPE", f"Unknown record {xsi_type}")
                 eid = record_el.get("externalId")
-                if name == "delete":
-                    found = self._find(account, record, f"eid:{eid}")
-                    self._delete(account, record, found["id"])
-                    internal = found["id"]
-                else:
+                ident = record_el.get("internalId") or f"eid:{eid}"
+                if name == "upsert":
                     self._maybe_changed()
                     internal = self.upsert(account, record, eid,
                                            soap_record_to_rest(record, record_el))
+                else:
+                    try:
+                        found = self._find(account, record, ident)
+                    except NsError:
+                        raise NsError(400, "RCRD_DSNT_EXIST", "That record does not exist.")\
+                            from None
+                    internal = found["id"]
+                    eid = found.get("externalId")
+                    if name == "delete":
+                        self._delete(account, record, internal)
             except NsError as err:
                 return self._soap_status(ns, name, False, err.code, err.detail, None, None, None)
             return self._soap_status(ns, name, True, None, None, internal, eid, record)
@@ -657,18 +665,22 @@ class NetSuiteSandbox(Sandbox):
                      record: str | None) -> Response:
         msgs, core = ns["platformMsgs"], ns["platformCore"]
         reply = etree.Element(f"{{{msgs}}}{operation}Response",
-                              nsmap={"platformMsgs": msgs, "platformCore": core})
-        write = sub(reply, msgs, "writeResponse")
-        status = sub(write, core, "status", attrib={"isSuccess": "true" if ok else "false"})
+                              nsmap={"platformMsgs": msgs, "platformCore": core, "xsi": XSI})
+        outer = sub(reply, msgs, "readResponse" if operation == "get" else "writeResponse")
+        status = sub(outer, core, "status", attrib={"isSuccess": "true" if ok else "false"})
         if not ok:
             detail = sub(status, core, "statusDetail", attrib={"type": "ERROR"})
             sub(detail, core, "code", code)
             sub(detail, core, "message", message)
+        elif operation == "get":
+            kind = {"invoice": "tranSales:Invoice"}.get(record or "", f"tranCust:{record}")
+            sub(outer, msgs, "record", attrib={"internalId": internal or "",
+                                               "externalId": eid or "",
+                                               f"{{{XSI}}}type": kind})
         else:
-            ref = sub(write, msgs, "baseRef", attrib={
+            sub(outer, msgs, "baseRef", attrib={
                 "internalId": internal or "", "externalId": eid or "",
                 "type": record or "", f"{{{XSI}}}type": "platformCore:RecordRef"})
-            ref.text = None
         return Response(serialize(envelope([reply])), status_code=200, media_type="text/xml")
 
     # ------------------------------------------------------------------ report

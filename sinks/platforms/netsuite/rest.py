@@ -357,8 +357,7 @@ class NetSuiteRest(Platform):
 
     # ------------------------------------------------------------------ requests
 
-    @staticmethod
-    def upsert_request(record: str, external_id: str, body: dict[str, Any], key: str,
+    def upsert_request(self, record: str, external_id: str, body: dict[str, Any], key: str,
                        *, replace: str | None = None) -> PlatformRequest:
         query = {"replace": replace} if replace else {}
         payload = {k: v for k, v in body.items() if k != "externalId"}
@@ -368,34 +367,29 @@ class NetSuiteRest(Platform):
             headers={"Content-Type": "application/json",
                      "X-NetSuite-PropertyNameValidation": "Error"})
 
-    @staticmethod
-    def lookup_request(record: str, external_id: str) -> PlatformRequest:
+    def lookup_request(self, record: str, external_id: str) -> PlatformRequest:
         return PlatformRequest(
             "GET", f"{REST_ROOT}/{record}/eid:{quote(external_id, safe='')}",
             f"find {record}", query={"fields": "id,tranId,externalId"},
             accept_statuses=frozenset({404}))
 
-    @staticmethod
-    def deactivate_request(external_id: str) -> PlatformRequest:
+    def deactivate_request(self, external_id: str) -> PlatformRequest:
         return PlatformRequest(
             "PATCH", f"{REST_ROOT}/customer/eid:{quote(external_id, safe='')}",
             "deactivate customer", json={"isInactive": True},
             headers={"Content-Type": "application/json"}, accept_statuses=frozenset({404}))
 
-    @staticmethod
-    def delete_request(record: str, internal_id: str | None, external_id: str,
+    def delete_request(self, record: str, internal_id: str | None, external_id: str,
                        key: str) -> PlatformRequest:
         target = internal_id if internal_id else f"eid:{quote(external_id, safe='')}"
         return PlatformRequest("DELETE", f"{REST_ROOT}/{record}/{target}", f"delete {record}",
                                idempotency_key=key, accept_statuses=frozenset({404}))
 
-    @staticmethod
-    def is_missing(response: PlatformResponse) -> bool:
+    def is_missing(self, response: PlatformResponse) -> bool:
         """The lookup, delete or patch found no such record."""
         return response.status == 404
 
-    @staticmethod
-    def found_id(response: PlatformResponse) -> str | None:
+    def found_id(self, response: PlatformResponse) -> str | None:
         body = response.json() or {}
         return str(body["id"]) if body.get("id") is not None else None
 
