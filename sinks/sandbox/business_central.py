@@ -102,6 +102,9 @@ class BusinessCentralSandbox(Sandbox):
         self.clients = dict(clients or {"ledgerstream": "s3cret"})
         self._batches = 0
         self._current_batch: str | None = None
+        #: $batch (or single line) → payment document id ``<journal>/<first line id>``:
+        #: lines created together are one payment; a second creation is a duplicate.
+        self._batch_groups: dict[str, str] = {}
         super().__init__(clock=clock, windows=[Window("5min", 300, per_five_minutes)],
                          max_concurrent=max_concurrent, access_lifetime=access_lifetime,
                          idempotency_window=1)
@@ -733,15 +736,17 @@ class BusinessCentralSandbox(Sandbox):
                                f"The Cust. Ledger Entry does not exist. Invoice Id='{target}'")
             posting = str(body.get("postingDate") or self.clock.now().date().isoformat())
             self._check_posting_date(comp, posting)
-            line = {"id": self._new_id(comp, "payment"), "journalDisplayName": journal,
+            line_id = self._new_id(comp, "payment")
+            token = self._current_batch or line_id
+            group = self._batch_groups.setdefault(token, f"{journal}/{line_id}")
+            line = {"id": line_id, "journalDisplayName": journal,
                     "lineNumber": (len(lines) + 1) * 10000, "customerId": customer["id"],
                     "customerNumber": customer["number"], "postingDate": posting,
                     "documentNumber": self._text(body, "documentNumber", 20),
                     "externalDocumentNumber": self._text(body, "externalDocumentNumber", 35),
                     "amount": money(body.get("amount")), "appliesToInvoiceId": target or None,
                     "description": self._text(body, "description", 100),
-                    "_journal": journal, "_seq": comp.seq,
-                    "_batch": self._batch_key(comp)}
+                    "_journal": journal, "_seq": comp.seq, "_batch": group}
             self._touch(line)
             comp.journal_lines[line["id"]] = line
             return 201, self._public(line, None, False), self._etag_header(line)
@@ -758,11 +763,6 @@ class BusinessCentralSandbox(Sandbox):
             return 204, None, {}
         raise Fail(405, "BadRequest_MethodNotAllowed", f"'{method}' is not allowed here.")
 
-    def _batch_key(self, comp: Company) -> str:
-        """Lines created by one $batch form one payment document in the report; a
-        second creation of the same payment is a second document (a duplicate)."""
-        return self._current_batch or f"PAY-{comp.seq}"
-
     # ------------------------------------------------------------------ report
 
     def ledger_report(self, tenant: str) -> dict[str, Any]:
@@ -771,10 +771,14 @@ class BusinessCentralSandbox(Sandbox):
         for store, kind in ((comp.invoices, "invoice"), (comp.credit_memos, "credit_note")):
             for doc in store.values():
                 draft = doc["status"] == "Draft"
+                # Neutral terms: a canceled invoice and the corrective credit memo BC
+                # made for it are a void; its reference is free for the re-issued one.
+                voided = doc["status"] in ("Canceled", "Corrective")
                 documents.append(DocumentSummary(
                     kind, doc["id"], doc["number"],  # type: ignore[arg-type]
-                    doc.get("externalDocumentNumber") or None, doc["customerId"],
-                    doc["status"], money(doc["totalAmountIncludingTax"]),
+                    None if voided else doc.get("externalDocumentNumber") or None,
+                    doc["customerId"], "Voided" if voided else doc["status"],
+                    money(doc["totalAmountIncludingTax"]),
                     Decimal(0) if draft else money(doc["remainingAmount"]),
                     doc["postingDate"], doc["_seq"]))
         payments = [PaymentSummary(p["id"], p["customerId"], money(p["amount"]),

@@ -95,7 +95,7 @@ from sinks.transport.odata import (
 )
 
 PLATFORM = m.PLATFORM
-POSTED = ("Open", "Paid", "Corrective")
+CANCELED = ("Canceled", "Cancelled")
 MAX_BATCH = 100
 
 
@@ -358,15 +358,26 @@ class BusinessCentral(Platform):
 
     def _find_document(self, context: SinkContext, entity_set: str, lines: str, key: str,
                        number: str) -> Flow[dict[str, Any] | None]:
+        """The live document for ``key``: the known id unless BC canceled it, else the
+        lookup by ``externalDocumentNumber`` preferring a live document over canceled
+        ones (a corrected invoice leaves its canceled original behind)."""
+        known_record: dict[str, Any] | None = None
         known = context.external_ids.get(key)
         if known:
-            record = yield from self._read(context, entity_set, known, "find document", lines)
-            if record is not None:
-                return record
-        record = yield from self._find(context, entity_set, "externalDocumentNumber",
-                                       m.external_document_number(number), "find document",
-                                       lines)
-        return record
+            known_record = yield from self._read(context, entity_set, known, "find document",
+                                                 lines or None)
+            if known_record is not None and known_record.get("status") not in CANCELED:
+                return known_record
+        query = {"$filter": filter_eq("externalDocumentNumber",
+                                      m.external_document_number(number))}
+        if lines:
+            query["$expand"] = lines
+        response = yield self._get(context, entity_set, "find document", query=query)
+        found = collection(response)
+        live = [r for r in found if r.get("status") not in CANCELED]
+        if live:
+            return live[0]
+        return found[0] if found else known_record
 
     def _post(self, context: SinkContext, entity_set: str, record: dict[str, Any],
               action: str = "Microsoft.NAV.post") -> Flow[dict[str, Any]]:
@@ -404,18 +415,49 @@ class BusinessCentral(Platform):
                 already = False
         else:
             record = existing
-            total = m.half_up(invoice.total, m.AMOUNT_STEP)
-            shown = record.get("totalAmountIncludingTax")
-            if shown is not None and m.half_up(Decimal(str(shown)), m.AMOUNT_STEP) != total:
-                raise self._unsupported(
-                    f"invoice {invoice.number} is posted in BC ({record.get('number')}) with "
-                    f"total {shown}; BC cannot change a posted invoice to {total}. Issue a "
-                    f"credit note in the CRM instead")
-            return self._result(record, already=True, related=related)
+            if not self._needs_correction(entry, invoice, record):
+                return self._result(record, already=True, related=related)
+            if record.get("status") not in CANCELED:
+                yield from self._cancel(context, invoice.number, record)
+            response = yield self._write(context, "POST", "salesInvoices", "create invoice",
+                                         body=body, step="invoice:reissue")
+            record = dict(response.json())
+            already = False
         if invoice.status is not InvoiceStatus.DRAFT and record.get("status") == "Draft":
             record = yield from self._post(context, "salesInvoices", record)
             already = False
         return self._result(record, already=already, related=related)
+
+    def _needs_correction(self, entry: LedgerEntry, invoice: Invoice,
+                          record: dict[str, Any]) -> bool:
+        """A posted (or already canceled) invoice whose total an UPDATE changes: BC
+        cannot edit it, so it is corrected the way BC's own "Correct" does it — cancel
+        (corrective credit memo) and issue a new invoice. A CREATE replay, or an update
+        that leaves the total alone (status changes, notes), changes nothing in BC."""
+        if entry.event.op is not Op.UPDATE:
+            return False
+        shown = record.get("totalAmountIncludingTax")
+        if shown is None:
+            return False
+        return m.half_up(Decimal(str(shown)), m.AMOUNT_STEP) != m.half_up(invoice.total,
+                                                                          m.AMOUNT_STEP)
+
+    def _cancel(self, context: SinkContext, number: str, record: dict[str, Any]
+                ) -> Flow[dict[str, Any]]:
+        """``Microsoft.NAV.cancel`` of a posted invoice; BC refuses paid ones, so those
+        are reported as unsupported before asking."""
+        remaining = record.get("remainingAmount")
+        total = record.get("totalAmountIncludingTax")
+        if record.get("status") == "Paid" or (
+                remaining is not None and total is not None
+                and Decimal(str(remaining)) != Decimal(str(total))):
+            raise self._unsupported(
+                f"invoice {number} ({record.get('number')} in BC) has payments or credits "
+                "applied; BC cancels or corrects only unpaid posted invoices. Unapply them "
+                "in BC first")
+        cancelled = yield from self._post(context, "salesInvoices", record,
+                                          "Microsoft.NAV.cancel")
+        return cancelled
 
     def _replace_draft(self, context: SinkContext, existing: dict[str, Any],
                        body: dict[str, Any], invoice_id: str) -> Flow[dict[str, Any]]:
@@ -455,11 +497,11 @@ class BusinessCentral(Platform):
         number = event.payload.number if isinstance(event.payload, Invoice) else None
         record: dict[str, Any] | None = None
         known = context.external_ids.get(f"invoice:{event.aggregate_id}")
-        if known:
+        if number is not None:
+            record = yield from self._find_document(context, "salesInvoices", "",
+                                                    f"invoice:{event.aggregate_id}", number)
+        elif known:
             record = yield from self._read(context, "salesInvoices", known, "find document")
-        if record is None and number is not None:
-            record = yield from self._find(context, "salesInvoices", "externalDocumentNumber",
-                                           number, "find document")
         if record is None:
             if number is None and not known:
                 raise ReferenceMissingError(
@@ -472,14 +514,9 @@ class BusinessCentral(Platform):
             yield self._write(context, "DELETE", entity_path("salesInvoices", str(record["id"])),
                               "delete invoice", etag=etag_of(record))
             return WriteResult(external_id=str(record["id"]), raw=record)
-        if status in ("Canceled", "Cancelled"):
+        if status in CANCELED:
             return self._result(record, already=True)
-        if status == "Paid":
-            raise self._unsupported(
-                f"BC invoice {record.get('number')} is paid; BC cancels only unpaid posted "
-                "invoices. Unapply the payment in BC first")
-        cancelled = yield from self._post(context, "salesInvoices", record,
-                                          "Microsoft.NAV.cancel")
+        cancelled = yield from self._cancel(context, number or event.aggregate_id, record)
         return self._result(cancelled)
 
     # ------------------------------------------------------------------ credit memos
@@ -489,8 +526,14 @@ class BusinessCentral(Platform):
         assert isinstance(note, CreditNote)
         settings = self._settings(context)
         mapping = self._mapping(context)
+        if note.disposition is CreditDisposition.REFUNDED:
+            raise self._unsupported(
+                f"credit note {note.number} was refunded in cash; the BC API v2.0 can post "
+                "the credit memo but has no customer refund (payment journal document type "
+                "Refund), so writing only the memo would leave a credit the customer "
+                "already received. Record memo and refund in BC")
         invoice_bc: str | None = None
-        if note.disposition is CreditDisposition.CREDITED and note.allocations:
+        if note.allocations:
             targets = {a.invoice_id for a in note.allocations}
             if len(targets) > 1:
                 raise self._unsupported(
@@ -539,6 +582,11 @@ class BusinessCentral(Platform):
             raise self._unsupported(
                 f"payment {payment.number} includes a tip of {payment.tip}; a BC customer "
                 "payment line can only credit the customer, the tip needs a G/L journal line")
+        local = self._settings(context).local_currency
+        if payment.currency != local:
+            raise self._unsupported(
+                f"payment {payment.number} is in {payment.currency}; the BC API v2.0 "
+                f"customerPayments entity has no currency field (lines post in {local})")
         known = context.external_ids.get(f"payment:{payment.id}")
         if known:
             return WriteResult(external_id=known, already_applied=True)

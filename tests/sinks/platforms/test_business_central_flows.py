@@ -318,15 +318,38 @@ def test_stale_etag_is_reread_once(h: Harness) -> None:
     assert invoice["customerPurchaseOrderReference"] == "PO-77"
 
 
-def test_update_of_posted_invoice_with_new_total_is_unsupported(h: Harness) -> None:
+def test_posted_invoice_edit_is_cancel_and_reissue(h: Harness) -> None:
     h.write(invoice_entry())
+    original = h.external_ids["invoice:inv1"]
     changed = ex.sample_invoice(lines=ex.sample_lines()[:1])
-    with pytest.raises(UnsupportedEventError, match="cannot change a posted invoice"):
-        h.write(entry_of(ex.sample_invoice_event(invoice=changed, op=Op.UPDATE, version=2)))
+    result = h.write(entry_of(ex.sample_invoice_event(invoice=changed, op=Op.UPDATE,
+                                                      version=2)))
+    assert result.external_id != original
+    invoices = h.sandbox.company(COMPANY).invoices
+    assert invoices[original]["status"] == "Canceled"
+    assert invoices[result.external_id]["status"] == "Open"
+    assert Decimal(str(invoices[result.external_id]["totalAmountIncludingTax"])) == changed.total
+    report = h.report()
+    assert report["duplicates"]["count"] == 0
+    assert Decimal(report["customers"][0]["balance"]) == changed.total
     # a status-only update (same total) is a no-op success
-    same = ex.sample_invoice(status=InvoiceStatus.PARTIALLY_PAID)
+    same = changed.model_copy(update={"status": InvoiceStatus.PARTIALLY_PAID})
     assert h.write(entry_of(ex.sample_invoice_event(invoice=same, op=Op.UPDATE,
                                                     version=3))).already_applied
+    # replaying everything with the map lost creates nothing new
+    h.external_ids.clear()
+    h.write(invoice_entry())
+    h.write(entry_of(ex.sample_invoice_event(invoice=changed, op=Op.UPDATE, version=2)))
+    assert len(invoices) == 2 and h.report()["duplicates"]["count"] == 0
+
+
+def test_edit_of_paid_invoice_is_unsupported(h: Harness) -> None:
+    h.write(invoice_entry())
+    h.write(entry_of(ex.sample_payment_event(amount=Decimal("100.00"))))
+    h.sandbox.post_payment_journal(COMPANY)
+    changed = ex.sample_invoice(lines=ex.sample_lines()[:1])
+    with pytest.raises(UnsupportedEventError, match="only unpaid posted invoices"):
+        h.write(entry_of(ex.sample_invoice_event(invoice=changed, op=Op.UPDATE, version=2)))
 
 
 def test_void_posted_invoice_cancels_with_corrective_credit_memo(h: Harness) -> None:
@@ -335,8 +358,10 @@ def test_void_posted_invoice_cancels_with_corrective_credit_memo(h: Harness) -> 
     h.write(entry_of(ex.sample_invoice_event(invoice=voided, op=Op.UPDATE, version=2)))
     report = h.report()
     kinds = {d["kind"]: d for d in report["documents"]}
-    assert kinds["invoice"]["status"] == "Canceled"
-    assert kinds["credit_note"]["status"] == "Corrective"
+    assert kinds["invoice"]["status"] == kinds["credit_note"]["status"] == "Voided"
+    company = h.sandbox.company(COMPANY)
+    assert [i["status"] for i in company.invoices.values()] == ["Canceled"]
+    assert [c["status"] for c in company.credit_memos.values()] == ["Corrective"]
     assert report["customers"][0]["balance"] == "0.00"
     # replaying the void is harmless
     again = h.write(entry_of(ex.sample_invoice_event(invoice=voided, op=Op.UPDATE, version=2)))
@@ -422,11 +447,13 @@ def test_credited_credit_note_applies_to_invoice(h: Harness) -> None:
     assert report["duplicates"]["count"] == 0
 
 
-def test_refunded_credit_note_stays_open_credit(h: Harness) -> None:
+def test_refunded_credit_note_is_unsupported_not_half_written(h: Harness) -> None:
     h.write(invoice_entry())
-    h.write(entry_of(ex.sample_credit_note_event(disposition=CreditDisposition.REFUNDED)))
-    memo = next(d for d in h.report()["documents"] if d["kind"] == "credit_note")
-    assert Decimal(memo["balance"]) == Decimal(memo["total"]) > 0
+    sent = len(h.sent)
+    with pytest.raises(UnsupportedEventError, match="no customer refund"):
+        h.write(entry_of(ex.sample_credit_note_event(disposition=CreditDisposition.REFUNDED)))
+    assert len(h.sent) == sent
+    assert all(d["kind"] == "invoice" for d in h.report()["documents"])
 
 
 def test_refund_event_is_unsupported_with_reason(h: Harness) -> None:
