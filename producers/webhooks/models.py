@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from producers.events import aggregate_id_of, build_event, check_event_type
 from schemas.models import PAYLOAD_TYPES, EventSource, FinancialEvent, Op, Payload
@@ -41,7 +41,14 @@ def to_event(tenant_id: str, body: WebhookBody) -> tuple[FinancialEvent, str | N
     agg = check_event_type(body.type.partition(".")[0].upper(), body.type)
     payload: Payload | None = None
     if body.data is not None:
-        payload = PAYLOAD_TYPES[agg].model_validate(body.data)  # type: ignore[assignment]
+        record = PAYLOAD_TYPES[agg]
+        try:
+            payload = record.model_validate(body.data)  # type: ignore[assignment]
+        except ValidationError as exc:
+            details = "; ".join(
+                f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)[:10])
+            raise ValueError(f"data is not a valid {record.__name__}: {details}") from None
     delete = body.type.endswith(".deleted")
     if payload is None and not delete:
         raise ValueError(f"{body.type} needs 'data' with the {PAYLOAD_TYPES[agg].__name__}")
