@@ -134,6 +134,8 @@ class Account:
     accounts: set[str] = field(default_factory=lambda: {"1", "2", "3"})
     seq: int = 0
     tba: list[TbaCredential] = field(default_factory=list)
+    #: Deleted transactions, as ``getDeleted`` reports them (record type, copy).
+    deleted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def _ref_id(account: Account, record: str, ref: Any, path: str) -> str:
@@ -548,6 +550,7 @@ class NetSuiteSandbox(Sandbox):
             raise NsError(400, "CANT_DELETE_TRANS", "This transaction cannot be deleted "
                           "because it has payments, credits or refunds applied to it.")
         del account.records[record][internal]
+        account.deleted.append((record, rec))
         if rec.get("externalId"):
             account.eids[record].pop(rec["externalId"], None)
         self._recompute(account)
@@ -698,6 +701,12 @@ class NetSuiteSandbox(Sandbox):
                     kind, rec["id"], rec.get("tranId"), rec.get("externalId"),
                     rec["entity"]["id"], rec.get("status", "Open"), money(rec["total"]),
                     money(balance), rec.get("tranDate"), rec["_seq"]))
+        for record, rec in account.deleted:  # getDeleted: tombstones, nothing open
+            if record in ("invoice", "creditMemo"):
+                documents.append(DocumentSummary(
+                    "invoice" if record == "invoice" else "credit_note", rec["id"],
+                    rec.get("tranId"), rec.get("externalId"), rec["entity"]["id"], "Deleted",
+                    money(rec["total"]), Decimal(0), rec.get("tranDate"), rec["_seq"]))
         for rec in account.records["customerPayment"].values():
             payments.append(PaymentSummary(
                 rec["id"], rec["customer"]["id"], money(rec["payment"]),

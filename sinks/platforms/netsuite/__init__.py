@@ -4,5 +4,6 @@ upsert (named option, :mod:`.soap`). Both upsert by external id; see
 
 from sinks.platforms.netsuite.common import NetSuiteSettings
 from sinks.platforms.netsuite.rest import SPEC, NetSuiteRest
+from sinks.platforms.netsuite.soap import SOAP_SPEC, NetSuiteSoap
 
-__all__ = ["SPEC", "NetSuiteRest", "NetSuiteSettings"]
+__all__ = ["SOAP_SPEC", "SPEC", "NetSuiteRest", "NetSuiteSettings", "NetSuiteSoap"]

@@ -85,6 +85,7 @@ from sinks.platforms.netsuite.common import (
     settings_of,
     to_amount,
 )
+from sinks.platforms.registry import register
 
 __all__ = ["REST_ROOT", "SPEC", "NetSuiteRest"]
 
@@ -128,6 +129,7 @@ def id_from_location(response: PlatformResponse) -> str | None:
     return tail or None
 
 
+@register
 class NetSuiteRest(Platform):
     """Pure NetSuite REST mapping; see the module docstring."""
 

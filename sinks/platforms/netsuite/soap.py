@@ -46,6 +46,7 @@ from sinks.core.errors import (
 )
 from sinks.platforms.netsuite.common import NAME_LIMITS, RATE_LIMIT, NetSuiteSettings, classify_code
 from sinks.platforms.netsuite.rest import NetSuiteRest
+from sinks.platforms.registry import register
 from sinks.transport import soap
 from sinks.transport.redact import register_secret
 
@@ -233,6 +234,7 @@ def write_status(response: PlatformResponse) -> tuple[bool, str | None, str, etr
     return (ok, soap.text_of(detail, "code"), soap.text_of(detail, "message") or "", operation)
 
 
+@register
 class NetSuiteSoap(NetSuiteRest):
     """NetSuite over SOAP: the REST flows with SOAP requests and parsing."""
 

@@ -250,7 +250,8 @@ def test_void_deletes_unpaid_invoice_and_replay_is_harmless(ns: Harness) -> None
                                 invoice=sample_invoice(status=InvoiceStatus.VOID))
     result = ns.write(void)
     assert not result.already_applied
-    assert ns.report()["documents"] == []
+    assert [d["status"] for d in ns.report()["documents"]] == ["Deleted"]  # getDeleted view
+    assert ns.sandbox.account(HOST).records["invoice"] == {}
     again = ns.write(void)
     assert again.already_applied  # 404 on the second delete: already gone
 
