@@ -67,6 +67,8 @@ from stream_processors.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 STAGE = "processor"
+TABLES = ("ledgers", "customers", "pending")
+GLOBAL_TABLE = "tax-rates"
 
 
 def ticks_topic(app_id: str) -> str:
@@ -138,7 +140,7 @@ class LedgerProcessor:
         self.ledgers = self._table("ledgers")
         self.customers = self._table("customers")
         self.pending = self._table("pending")
-        self.tax_rates = app.GlobalTable("tax-rates", partitions=1, key_type=bytes,
+        self.tax_rates = app.GlobalTable(GLOBAL_TABLE, partitions=1, key_type=bytes,
                                          value_type=bytes)
         source = app.topic(n.crm_financial_events, n.crm_customers, self.ticks,
                            key_serializer="raw", value_serializer="raw")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import faust
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_processors.app import LedgerProcessor, ticks_topic
+from stream_processors.app import GLOBAL_TABLE, TABLES, LedgerProcessor, ticks_topic
 from stream_processors.eos import mark_clean, prepare_state_dir
 from stream_processors.settings import ProcessorSettings
 
@@ -45,18 +46,45 @@ def prepare_topics(settings: ProcessorSettings, timeout: float = 30.0) -> int:
             f"{names.crm_customers} has {counts[names.crm_customers]} partitions, "
             f"{names.crm_financial_events} has {partitions}: they must be co-partitioned"
         )
-    ticks = ticks_topic(settings.resolved_app_id)
-    if ticks not in meta.topics:
-        futures = admin.create_topics([NewTopic(ticks, partitions, 1, config={
-            "cleanup.policy": "delete", "retention.ms": str(3600 * 1000)})])
-        try:
-            futures[ticks].result(timeout=timeout)
-        except Exception as exc:  # a concurrent worker may have created it
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-    elif len(meta.topics[ticks].partitions) != partitions:
-        raise TopicLayoutError(f"{ticks} must have {partitions} partitions")
+    internal = internal_topics(settings.resolved_app_id, partitions)
+    new = [NewTopic(name, count, 1, config=config)
+           for name, (count, config) in internal.items() if name not in meta.topics]
+    if new:
+        for future in admin.create_topics(new).values():
+            try:
+                future.result(timeout=timeout)
+            except Exception as exc:  # a concurrent worker may have created it
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+        _wait_for_metadata(admin, [t.topic for t in new], timeout)
+    for name, (count, _) in internal.items():
+        if name in meta.topics and len(meta.topics[name].partitions) != count:
+            raise TopicLayoutError(f"{name} must have {count} partitions")
     return partitions
+
+
+def internal_topics(app_id: str, partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
+    """The ticks topic and the table changelogs, created before faust starts: a
+    changelog that faust creates itself can be missing from the metadata of the first
+    group join, and faust 0.15.3 then "ignores" it and never assigns it (the worker
+    hangs without consuming anything)."""
+    compact = {"cleanup.policy": "compact"}
+    topics = {ticks_topic(app_id): (partitions, {"cleanup.policy": "delete",
+                                                 "retention.ms": str(3600 * 1000)})}
+    for table in TABLES:
+        topics[f"{app_id}-{table}-changelog"] = (partitions, compact)
+    topics[f"{app_id}-{GLOBAL_TABLE}-changelog"] = (1, compact)
+    return topics
+
+
+def _wait_for_metadata(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        known = admin.list_topics(timeout=timeout).topics
+        if all(t in known and known[t].partitions for t in topics):
+            return
+        time.sleep(0.2)
+    raise TopicLayoutError(f"topics {topics} not visible in metadata after {timeout}s")
 
 
 def run_processor(settings: ProcessorSettings) -> int:

@@ -74,9 +74,9 @@ class EventWriter:
             return self.names.crm_tax_rates, tax_rate_key(ev.tenant_id, ev.aggregate_id)
         if ev.aggregate_type is AggregateType.CUSTOMER:
             return self.names.crm_customers, message_key(ev.tenant_id, ev.aggregate_id)
-        customer = ev.customer_id
-        assert customer is not None, "DELETE events need an explicit key"
-        return self.names.crm_financial_events, message_key(ev.tenant_id, customer)
+        customer = ev.customer_id  # None for a DELETE: the caller passes the key
+        return self.names.crm_financial_events, (
+            message_key(ev.tenant_id, customer) if customer else "")
 
     def encode(self, topic: str, ev: FinancialEvent) -> bytes:
         enc = self.encoders.get(topic)
@@ -87,7 +87,9 @@ class EventWriter:
 
     def send(self, ev: FinancialEvent, *, key: str | None = None) -> None:
         topic, default_key = self.topic_and_key(ev)
-        self.send_raw(topic, (key or default_key).encode(), self.encode(topic, ev))
+        key = key or default_key
+        assert key, f"{ev.event_type} needs an explicit key"
+        self.send_raw(topic, key.encode(), self.encode(topic, ev))
 
     def send_raw(self, topic: str, key: bytes, value: bytes | None) -> None:
         while True:
@@ -231,3 +233,124 @@ def worker(tmp: Path, bootstrap: str, registry_url: str, suffix: str, *,
     finally:
         if w.alive:
             w.stop()
+
+
+def build_workload(seed: int, customers: int, documents: int) -> list[FinancialEvent]:
+    """A realistic, reproducible mix for one tenant: invoices (some edited, voided,
+    deleted), partial/full/over-payments, refunds, credit notes of both dispositions,
+    plus redelivered duplicates and an older version arriving after a newer one."""
+    import random
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from schemas.examples import (
+        T0,
+        event_id_for,
+        sample_credit_note,
+        sample_customer_event,
+        sample_invoice,
+        sample_payment,
+    )
+    from schemas.models import (
+        Allocation,
+        CreditDisposition,
+        EventSource,
+        InvoiceStatus,
+        Op,
+        PaymentKind,
+    )
+
+    rng = random.Random(seed)
+    clock = [T0]
+
+    def ev(kind: AggregateType, doc_id: str, version: int, op: Op, payload: Any,
+           verb: str) -> FinancialEvent:
+        clock[0] += timedelta(minutes=rng.randint(1, 600))
+        return FinancialEvent(
+            event_id=event_id_for(seed, kind.value, doc_id, version, op),
+            event_type=f"{kind.value.lower()}.{verb}", op=op, tenant_id="t1",
+            aggregate_type=kind, aggregate_id=doc_id, aggregate_version=version,
+            occurred_at=clock[0], source=EventSource.OUTBOX, payload=payload)
+
+    def money(lo: int, hi: int) -> Decimal:
+        return Decimal(rng.randint(lo * 100, hi * 100)) / 100
+
+    out: list[FinancialEvent] = [sample_customer_event("t1", f"c{i}") for i in range(customers)]
+    invoices: dict[str, tuple[str, int, Any]] = {}  # id -> (customer, version, payload)
+    for n in range(documents):
+        customer = f"c{rng.randrange(customers)}"
+        mine = [i for i, (c, _, p) in invoices.items() if c == customer and p is not None]
+        roll = rng.random()
+        if roll < 0.35 or not mine:
+            inv_id = f"inv{n}"
+            inv = sample_invoice(inv_id, customer).model_copy(update={
+                "total": money(20, 900), "issue_date": clock[0].date(),
+                "due_date": clock[0].date() + timedelta(days=rng.choice([0, 15, 30]))})
+            invoices[inv_id] = (customer, 1, inv)
+            out.append(ev(AggregateType.INVOICE, inv_id, 1, Op.CREATE, inv, "created"))
+        elif roll < 0.65:
+            inv_id = rng.choice(mine)
+            total = invoices[inv_id][2].total
+            amount = rng.choice([total, money(1, 300), total + money(1, 50)])
+            pay = sample_payment(f"pay{n}", customer, invoice_id=inv_id, amount=amount)
+            if rng.random() < 0.3:  # part of it stays unallocated
+                pay = pay.model_copy(update={"allocations": (
+                    Allocation(invoice_id=inv_id, amount=amount / 2),)})
+            out.append(ev(AggregateType.PAYMENT, f"pay{n}", 1, Op.CREATE, pay, "received"))
+        elif roll < 0.72:
+            inv_id = rng.choice(mine)
+            refund = sample_payment(f"ref{n}", customer, invoice_id=inv_id,
+                                    amount=money(1, 80), kind=PaymentKind.REFUND)
+            out.append(ev(AggregateType.PAYMENT, f"ref{n}", 1, Op.CREATE, refund, "refunded"))
+        elif roll < 0.80:
+            disposition = rng.choice(list(CreditDisposition))
+            cn = sample_credit_note(f"cn{n}", customer, invoice_id=rng.choice(mine),
+                                    disposition=disposition)
+            out.append(ev(AggregateType.CREDIT_NOTE, f"cn{n}", 1, Op.CREATE, cn, "issued"))
+        elif roll < 0.90:  # edit (sometimes void), sometimes delivered out of order
+            inv_id = rng.choice(mine)
+            c, version, inv = invoices[inv_id]
+            status = InvoiceStatus.VOID if rng.random() < 0.3 else inv.status
+            new = inv.model_copy(update={"total": money(20, 900), "status": status})
+            invoices[inv_id] = (c, version + 1, new)
+            update = ev(AggregateType.INVOICE, inv_id, version + 1, Op.UPDATE, new, "updated")
+            if rng.random() < 0.3:
+                older = ev(AggregateType.INVOICE, inv_id, version, Op.UPDATE, inv, "updated")
+                out.extend([update, older.model_copy(update={
+                    "event_id": event_id_for(seed, "late", inv_id, version)})])
+            else:
+                out.append(update)
+        elif roll < 0.93:
+            inv_id = rng.choice(mine)
+            c, version, _ = invoices[inv_id]
+            invoices[inv_id] = (c, version + 1, None)
+            out.append(ev(AggregateType.INVOICE, inv_id, version + 1, Op.DELETE, None,
+                          "deleted"))
+        else:  # a redelivery of something already sent
+            out.append(rng.choice(out[customers:]))
+    return out
+
+
+def key_of(ev: FinancialEvent, customer_of_delete: dict[str, str]) -> str:
+    customer = ev.customer_id or customer_of_delete[ev.aggregate_id]
+    return message_key(ev.tenant_id, customer)
+
+
+def send_workload(writer: EventWriter, events: Iterable[FinancialEvent],
+                  customer_of: dict[str, str]) -> None:
+    for ev in events:
+        if ev.payload is not None and ev.customer_id:
+            customer_of[ev.aggregate_id] = ev.customer_id
+        writer.send(ev, key=None if ev.payload is not None else key_of(ev, customer_of))
+
+
+def wait_until_consumed(bootstrap: str, group: str, topics: list[str], timeout: float,
+                        alive: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if committed_lag(bootstrap, group, topics) == 0:
+            return
+        if alive is not None and not alive():
+            raise AssertionError("worker died")
+        time.sleep(1)
+    raise AssertionError(f"{group} did not consume {topics} within {timeout}s")
