@@ -9,6 +9,7 @@ reports the same codes as ``o:errorCode``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
@@ -232,6 +233,18 @@ KNOWN_CODES = RATE_CODES | AUTH_CODES | CONFIG_CODES | TRANSIENT_CODES | REFEREN
 MAPPED_FIELDS = ("item", "taxcode", "account", "location", "class", "department",
                  "subsidiary", "currency", "paymentmethod")
 
+def referenced_field(path: str | None) -> str:
+    """The field an invalid reference is about: the leaf of an ``o:errorPath``
+    (``item.items[0].taxCode`` → ``taxcode``) or the name in a SOAP message
+    (``Invalid item reference key 999.`` → ``item``)."""
+    text = (path or "").strip()
+    named = re.search(r"invalid (\w+) reference", text, re.IGNORECASE)
+    if named:
+        return named.group(1).lower()
+    leaf = text.rsplit(".", 1)[-1]
+    return re.sub(r"\[\d*\]", "", leaf).lower()
+
+
 _HINTS = {
     "TRAN_PERIOD_CLOSED": "the accounting period is closed; reopen it (or let the CRM "
                           "re-date the document) and replay the dead letter",
@@ -262,8 +275,7 @@ def classify_code(code: str | None, detail: str, *, status: int | None, path: st
     if code in TRANSIENT_CODES:
         return TransientError(reason, **kwargs)
     if code in REFERENCE_CODES:
-        field_path = (path or "").lower()
-        if any(name in field_path for name in MAPPED_FIELDS):
+        if referenced_field(path) in MAPPED_FIELDS:
             return ConfigurationError(
                 f"mapped NetSuite id does not exist ({path}): {detail}", **kwargs)
         return ReferenceMissingError(reason, **kwargs)
