@@ -124,3 +124,98 @@ def error_entries(body: bytes | str) -> list[dict[str, Any]]:
     if isinstance(payload, dict):
         return [payload]
     return []
+
+
+# --------------------------------------------------------------------------- value-wrapped
+# Contract-based endpoints (Acumatica) wrap every field: ``{"Qty": {"value": 1.5}}``.
+
+
+def wrap_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"Field": {"value": v}}`` for scalars; nested dicts wrap recursively, lists of
+    dicts become lists of wrapped records; ``None`` values are dropped."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            out[name] = wrap_values(value)
+        elif isinstance(value, list):
+            out[name] = [wrap_values(item) for item in value]
+        else:
+            out[name] = {"value": value}
+    return out
+
+
+def unwrap_values(record: Any) -> Any:
+    """The inverse of :func:`wrap_values` on a response record (``id``, ``rowNumber``
+    and other plain members are kept as they are)."""
+    if isinstance(record, list):
+        return [unwrap_values(item) for item in record]
+    if not isinstance(record, dict):
+        return record
+    if set(record) <= {"value", "error"} and "value" in record:
+        return record["value"]
+    if set(record) == {"error"}:
+        return None
+    return {name: unwrap_values(value) for name, value in record.items()}
+
+
+def field_errors(record: Any, path: str = "") -> dict[str, str]:
+    """``{"Details[0].Account": "message"}`` for every ``error`` inside a wrapped record."""
+    found: dict[str, str] = {}
+    if isinstance(record, dict):
+        if isinstance(record.get("error"), str) and record["error"]:
+            found[path or "entity"] = record["error"]
+        for name, value in record.items():
+            if name != "error":
+                found.update(field_errors(value, f"{path}.{name}" if path else name))
+    elif isinstance(record, list):
+        for index, item in enumerate(record):
+            found.update(field_errors(item, f"{path}[{index}]"))
+    return found
+
+
+# --------------------------------------------------------------------------- long-running
+
+
+def await_operation(
+    start: PlatformRequest,
+    status_request: Callable[[str], PlatformRequest],
+    *,
+    max_polls: int = 20,
+    platform: str = "",
+) -> Flow[PlatformResponse]:
+    """Send an action that may answer ``202 Accepted`` + ``Location``; poll that location
+    until it stops answering 202 (Acumatica answers 204 when the action is done).
+
+    Returns the final response. Too many polls is a :class:`TransientError`: the action
+    is still running, and retrying the event re-checks the document's state first.
+    """
+    from sinks.core.errors import TransientError
+
+    response = yield start
+    polls = 0
+    while response.status == 202:
+        location = response.headers.get("location")
+        if not location:
+            return response
+        if polls >= max_polls:
+            raise TransientError(
+                f"{start.purpose}: still running after {max_polls} polls", platform=platform)
+        polls += 1
+        response = yield status_request(location)
+    return response
+
+
+# --------------------------------------------------------------------------- cookie session
+
+
+def session_cookie(response: PlatformResponse, name: str) -> str:
+    """The value of cookie ``name`` set by a login response (``Set-Cookie`` headers arrive
+    joined by commas once lower-cased into one mapping entry)."""
+    raw = response.headers.get("set-cookie", "")
+    for part in raw.replace(",", ";").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    raise ValueError(f"login response set no {name} cookie")

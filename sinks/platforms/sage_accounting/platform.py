@@ -393,7 +393,10 @@ class SageAccounting(Platform):
     def _credit_note_create(self, entry: LedgerEntry, context: SinkContext
                             ) -> Flow[WriteResult]:
         note: CreditNote = entry.event.payload
-        if context.external_ids.get(f"credit_note:{note.id}"):
+        known = context.external_ids.get(f"credit_note:{note.id}")
+        if known and entry.event.op is Op.CREATE:
+            return WriteResult(external_id=known, already_applied=True)  # a replay
+        if known:
             raise UnsupportedEventError(
                 f"credit note {note.number} is already in Sage; issued credit notes are not "
                 "edited by this sink (void it and issue a new one)", platform=NAME)

@@ -187,6 +187,7 @@ def test_payment_delete_releases_the_invoice(harness: Harness) -> None:
 def test_credited_credit_note_is_allocated_to_the_invoice(harness: Harness) -> None:
     harness.write(invoice_entry())
     harness.write(sample_ledger_entry(sample_credit_note_event()))
+    assert harness.write(sample_ledger_entry(sample_credit_note_event())).already_applied
     rep = report(harness)
     inv = next(d for d in rep["documents"] if d["kind"] == "invoice")
     note = next(d for d in rep["documents"] if d["kind"] == "credit_note")
