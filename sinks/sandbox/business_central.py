@@ -53,7 +53,8 @@ NAMESPACE = uuid.UUID("2b0c9a51-6d7e-4f1a-8b3c-5e9d0f1a2b3c")
 MAX_BATCH = 100
 SERVICE = "/v2.0/{aad}/{env}/api/v2.0"
 BLOCKED_NONE = "_x0020_"
-_FILTER = re.compile(r"^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$")
+_TERM = r"(\w+)\s+eq\s+'((?:[^']|'')*)'"
+_FILTER = re.compile(rf"^\s*{_TERM}(\s+and\s+{_TERM})*\s*$")
 _KEY = r"\(([^)/]+)\)"
 
 
@@ -63,6 +64,17 @@ class Fail(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def _filtered(records: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
+    """Records matching ``$filter`` (equality tests joined by ``and``, as BC accepts)."""
+    text = query.get("$filter")
+    if text is None:
+        return records
+    if not _FILTER.match(text):
+        raise Fail(400, "BadRequest", f"Invalid filter expression '{text}'.")
+    terms = [(name, value.replace("''", "'")) for name, value in re.findall(_TERM, text)]
+    return [r for r in records if all(str(r.get(n, "")) == v for n, v in terms)]
 
 
 def _key(raw: str) -> str:
@@ -86,6 +98,7 @@ class Company:
     credit_memos: dict[str, dict[str, Any]] = field(default_factory=dict)
     journal_lines: dict[str, dict[str, Any]] = field(default_factory=dict)
     posted_payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gl_entries: list[dict[str, Any]] = field(default_factory=list)
     applications: list[Application] = field(default_factory=list)
     seq: int = 0
 
@@ -170,6 +183,14 @@ class BusinessCentralSandbox(Sandbox):
                     "seq": line["_seq"]})
                 group["amount"] += amount
                 group["unapplied"] += unapplied
+                # The customer side of the posting; the sandbox keeps the line's id so
+                # a lookup after posting yields the same payment id.
+                comp.gl_entries.append({
+                    "id": line_id, "entryNumber": len(comp.gl_entries) + 1,
+                    "postingDate": line["postingDate"], "documentNumber":
+                    line["documentNumber"], "documentType": "Payment",
+                    "accountNumber": "RECEIVABLES", "description": line["description"],
+                    "debitAmount": 0.0, "creditAmount": num(amount)})
                 del comp.journal_lines[line_id]
                 posted += 1
             return posted
@@ -356,6 +377,8 @@ class BusinessCentralSandbox(Sandbox):
                                f"The {entity} with id {_key(m.group(1))} does not exist.")
                 return self._on_record(comp, entity, record, m.group(2), method, query,
                                        headers, body or {}, lines)
+        if sub == "generalLedgerEntries" and method == "GET":
+            return 200, {"value": _filtered(list(comp.gl_entries), query)}, {}
         m = re.match(rf"^customerPaymentJournals{_KEY}/customerPayments(?:{_KEY})?$", sub)
         if m:
             return self._payments(comp, _key(m.group(1)),
@@ -428,13 +451,7 @@ class BusinessCentralSandbox(Sandbox):
     def _list(self, comp: Company, store_name: str, query: dict[str, str],
               lines: str | None) -> dict[str, Any]:
         records = list(getattr(comp, store_name).values())
-        if "$filter" in query:
-            match = _FILTER.match(query["$filter"])
-            if not match:
-                raise Fail(400, "BadRequest",
-                           f"Invalid filter expression '{query['$filter']}'.")
-            name, value = match.group(1), match.group(2).replace("''", "'")
-            records = [r for r in records if str(r.get(name, "")) == value]
+        records = _filtered(records, query)
         expand = lines is not None and query.get("$expand") == lines
         return {"value": [self._public(r, lines, expand) for r in records]}
 
@@ -719,12 +736,7 @@ class BusinessCentralSandbox(Sandbox):
                        f"The customerPaymentJournal with id {journal} does not exist.")
         lines = [x for x in comp.journal_lines.values() if x["_journal"] == journal]
         if line_id is None and method == "GET":
-            if "$filter" in query:
-                match = _FILTER.match(query["$filter"])
-                if not match:
-                    raise Fail(400, "BadRequest", "Invalid filter expression.")
-                name, value = match.group(1), match.group(2).replace("''", "'")
-                lines = [x for x in lines if str(x.get(name, "")) == value]
+            lines = _filtered(lines, query)
             return 200, {"value": [self._public(x, None, False) for x in lines]}, {}
         if line_id is None and method == "POST":
             customer = self._customer_ref(comp, body.get("customerId"))

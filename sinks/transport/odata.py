@@ -26,6 +26,7 @@ __all__ = [
     "collection",
     "entity_path",
     "etag_of",
+    "filter_all",
     "filter_eq",
     "if_match",
     "odata_error",
@@ -44,6 +45,11 @@ def quote(value: str) -> str:
 def filter_eq(field_name: str, value: str) -> str:
     """``field eq 'value'`` with the literal escaped."""
     return f"{field_name} eq {quote(value)}"
+
+
+def filter_all(*pairs: tuple[str, str]) -> str:
+    """``a eq 'x' and b eq 'y'``: a conjunction of escaped equality tests."""
+    return " and ".join(filter_eq(name, value) for name, value in pairs)
 
 
 def entity_path(entity_set: str, key: str) -> str:

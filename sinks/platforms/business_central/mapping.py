@@ -21,7 +21,6 @@ from typing import Any
 
 from schemas.models import CreditNote, Customer, DocumentLine, Invoice, Payment
 from schemas.models.enums import LineKind as CrmLineKind
-from sinks.core.errors import PayloadRejectedError
 from sinks.core.mapping import LineKind, TenantMapping
 
 PLATFORM = "business-central"
@@ -92,16 +91,15 @@ def customer_number(crm_id: str) -> str:
 
 
 def external_document_number(number: str) -> str:
-    """The CRM document number as ``externalDocumentNumber`` (Code[35]); never
-    truncated, because it is the key of the lookup-before-create."""
+    """The CRM document number as ``externalDocumentNumber`` (Code[35]), the key of the
+    lookup-before-create. A longer number is never cut blindly (two numbers sharing 35
+    leading characters would collide): it keeps its first 26 characters, ``~`` and 8
+    hex digits of its SHA-1, so it stays recognisable, unique and stable."""
     limit = MAX_LENGTHS["document.externalDocumentNumber"]
-    if len(number) > limit:
-        raise PayloadRejectedError(
-            f"document number {number!r} is longer than BC's externalDocumentNumber "
-            f"({limit} characters) and cannot be used as the idempotency reference",
-            platform=PLATFORM,
-        )
-    return number
+    if len(number) <= limit:
+        return number
+    digest = hashlib.sha1(number.encode()).hexdigest()[:8].upper()
+    return f"{number[:limit - 9]}~{digest}"
 
 
 def customer_body(customer: Customer, *, local_currency: str) -> dict[str, Any]:
@@ -141,13 +139,20 @@ def line_body(line: DocumentLine, mapping: TenantMapping, *, exempt: bool) -> di
         line_type, number = "Account", mapping.income_account(kind)
     quantity = half_up(line.quantity, QUANTITY_STEP)
     price = half_up(line.unit_price, UNIT_PRICE_STEP)
+    description = line.description
+    if bc_line_amount(quantity, price) != half_up(line.amount, AMOUNT_STEP):
+        # The CRM rounded the line differently from BC's qty x price: the CRM amount is
+        # the truth, so send it as one unit and keep the original figures in the text.
+        description = (f"{line.description} ({line.quantity.normalize():f} x "
+                       f"{line.unit_price.normalize():f})")
+        quantity, price = Decimal(1), half_up(line.amount, AMOUNT_STEP)
     if price < 0:
         quantity, price = -quantity, -price
     return {
         "sequence": 0,  # set by document_lines
         "lineType": line_type,
         "lineObjectNumber": number,
-        "description": cut("line.description", line.description),
+        "description": cut("line.description", description),
         "quantity": float(quantity),
         "unitPrice": float(price),
         "taxCode": mapping.tax_code(line.tax_code, exempt=exempt),
@@ -199,7 +204,6 @@ def credit_memo_body(
     body: dict[str, Any] = {
         "externalDocumentNumber": external_document_number(note.number),
         "creditMemoDate": note.issue_date.isoformat(),
-        "postingDate": note.issue_date.isoformat(),
         "customerId": customer_id,
         "pricesIncludeTax": note.prices_include_tax,
         "salesCreditMemoLines": document_lines(note.lines, mapping, exempt=exempt),
@@ -209,6 +213,16 @@ def credit_memo_body(
     if note.currency != local_currency:
         body["currencyCode"] = note.currency
     return body
+
+
+def payment_document_number(payment: Payment) -> str:
+    """The journal ``documentNumber`` (Code[20]) of a payment's lines, which its G/L
+    entries keep after posting; shortened like :func:`external_document_number`."""
+    limit = MAX_LENGTHS["payment.documentNumber"]
+    if len(payment.number) <= limit:
+        return payment.number
+    digest = hashlib.sha1(payment.number.encode()).hexdigest()[:8].upper()
+    return f"{payment.number[:limit - 9]}~{digest}"
 
 
 def payment_lines(
@@ -221,7 +235,7 @@ def payment_lines(
     common = {
         "customerId": customer_id,
         "postingDate": payment.received_date.isoformat(),
-        "documentNumber": cut("payment.documentNumber", payment.number),
+        "documentNumber": payment_document_number(payment),
         "externalDocumentNumber": reference,
     }
     lines = []

@@ -88,6 +88,7 @@ from sinks.transport.odata import (
     collection,
     entity_path,
     etag_of,
+    filter_all,
     filter_eq,
     if_match,
     odata_error,
@@ -606,6 +607,12 @@ class BusinessCentral(Platform):
             "$filter": filter_eq("externalDocumentNumber",
                                  m.external_document_number(payment.number))})
         found = collection(response)
+        if not found:
+            # Posted lines leave the journal; their G/L entries keep the document number.
+            response = yield self._get(context, "generalLedgerEntries", "find payment", query={
+                "$filter": filter_all(("documentNumber", m.payment_document_number(payment)),
+                                      ("documentType", "Payment"))})
+            found = collection(response)
         if found:
             return WriteResult(external_id=self._payment_id(journal, found), raw=found,
                                already_applied=True, related=related)
@@ -626,8 +633,10 @@ class BusinessCentral(Platform):
 
     @staticmethod
     def _payment_id(journal: str, lines: list[dict[str, Any]]) -> str:
-        """``<journal id>/<first line id>``: enough to find the lines again."""
-        first = sorted(lines, key=lambda line: int(line.get("lineNumber") or 0))[0]
+        """``<journal id>/<first line id>``: enough to find the lines again (after
+        posting: the first G/L entry's id, which a real BC gives a new GUID)."""
+        first = sorted(lines, key=lambda line: int(line.get("lineNumber")
+                                                   or line.get("entryNumber") or 0))[0]
         return f"{journal}/{first['id']}"
 
     def _delete_payment_flow(self, entry: LedgerEntry, context: SinkContext

@@ -158,10 +158,26 @@ def test_line_description_cut_to_100() -> None:
     assert len(body["description"]) == 100
 
 
-def test_overlong_document_number_is_rejected_not_truncated() -> None:
-    invoice = ex.sample_invoice(number="N" * 36)
-    with pytest.raises(PayloadRejectedError, match="externalDocumentNumber"):
-        m.invoice_body(invoice, "cid", mapping(), exempt=False, local_currency="USD")
+def test_overlong_document_number_is_shortened_stably_not_cut() -> None:
+    number = "INV-2025-03-OAKLAND-SHOP-000000012345"
+    short = m.external_document_number(number)
+    assert len(short) == 35 and short.startswith(number[:26] + "~")
+    assert short == m.external_document_number(number)
+    assert short != m.external_document_number(number[:-1] + "6")
+    assert m.external_document_number("INV-1") == "INV-1"
+    invoice = ex.sample_invoice(number=number)
+    body = m.invoice_body(invoice, "cid", mapping(), exempt=False, local_currency="USD")
+    assert body["externalDocumentNumber"] == short
+
+
+def test_crm_amount_wins_when_qty_times_price_rounds_differently() -> None:
+    odd = line(LineKind.LABOR, "0.333", "95.00", "31.60", description="Labor")
+    body = m.line_body(odd, mapping(), exempt=False)
+    assert (body["quantity"], body["unitPrice"]) == (1, 31.6)
+    assert body["description"] == "Labor (0.333 x 95)"
+    exact = m.line_body(line(LineKind.LABOR, "1.5", "95.00", "142.50"), mapping(),
+                        exempt=False)
+    assert (exact["quantity"], exact["unitPrice"]) == (1.5, 95.0)
 
 
 def test_foreign_currency_invoice_carries_currency_code() -> None:
