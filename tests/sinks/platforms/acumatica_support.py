@@ -167,8 +167,9 @@ def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-_JSON_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
-               "object": dict, "array": list}
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "number": (int, float), "integer": int, "boolean": bool,
+    "object": dict, "array": list}
 
 
 def _check(spec: dict[str, Any], schema: dict[str, Any], value: Any, where: str) -> list[str]:
