@@ -74,10 +74,18 @@ def get_platform(name: str) -> Platform:
     return cls()
 
 
-def all_platforms() -> list[Platform]:
-    """One instance of every registered platform, sorted by name."""
+def all_platforms(*, builtin_only: bool = False) -> list[Platform]:
+    """One instance of every registered platform, sorted by name.
+
+    ``builtin_only`` keeps those registered by :data:`BUILTIN_MODULES`, whatever
+    else happens to have been imported: what the contract suite and the README table
+    iterate over, so neither depends on import order.
+    """
     _load_builtins()
-    return [_REGISTRY[name]() for name in sorted(_REGISTRY)]
+    names = sorted(_REGISTRY)
+    if builtin_only:
+        names = [n for n in names if _REGISTRY[n].__module__.startswith(BUILTIN_MODULES)]
+    return [_REGISTRY[name]() for name in names]
 
 
 def _yes(flag: bool) -> str:
@@ -117,7 +125,8 @@ README_END = "<!-- platforms:end -->"
 
 def support_table(platforms: list[Platform] | None = None) -> str:
     """The README's platform support table, as markdown, from the specs."""
-    rows = [p.spec for p in (platforms if platforms is not None else all_platforms())]
+    chosen = platforms if platforms is not None else all_platforms(builtin_only=True)
+    rows = [p.spec for p in chosen]
     lines = ["| " + " | ".join(title for title, _ in COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(cell(spec) for _, cell in COLUMNS) + " |" for spec in rows]

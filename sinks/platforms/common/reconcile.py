@@ -195,10 +195,14 @@ def _ids(value: str | None) -> list[str]:
     return [v for v in (value or "").split(",") if v]
 
 
-def reconcile(expected: ExpectedLedger, report: Mapping[str, Any], ids: Mapping[str, str]
-              ) -> list[Difference]:
+def reconcile(expected: ExpectedLedger, report: Mapping[str, Any], ids: Mapping[str, str],
+              *, only_ours: bool = True) -> list[Difference]:
     """Every way ``report`` (a platform ledger in neutral terms) disagrees with
-    ``expected``; ``ids`` is the external-id map (``"invoice:inv1"`` → platform id)."""
+    ``expected``; ``ids`` is the external-id map (``"invoice:inv1"`` → platform id).
+
+    ``only_ours`` (the default, for a platform the sink writes alone, as in tests)
+    also reports documents and customers that no CRM document maps to — duplicates
+    and strays; turn it off against a real company that holds other records."""
     diffs: list[Difference] = []
     docs = {(d["kind"], str(d["id"])): d for d in report.get("documents", [])}
     seen: set[tuple[str, str]] = set()
@@ -264,10 +268,16 @@ def reconcile(expected: ExpectedLedger, report: Mapping[str, Any], ids: Mapping[
         if not found:
             diffs.append(Difference("missing", key, "a payment", None))
 
-    for (kind, platform_id), doc in docs.items():
-        if (kind, platform_id) not in seen and doc["status"] not in CLOSED:
-            diffs.append(Difference("unexpected document", f"{kind}:?", None,
-                                    f"{platform_id} {doc.get('number')} {doc['total']}"))
+    if only_ours:
+        for (kind, platform_id), doc in docs.items():
+            if (kind, platform_id) not in seen and doc["status"] not in CLOSED:
+                diffs.append(Difference("unexpected document", f"{kind}:?", None,
+                                        f"{platform_id} {doc.get('number')} {doc['total']}"))
+        mapped = {v for k, v in ids.items() if k.startswith("customer:")}
+        for customer in report.get("customers", []):
+            if str(customer["id"]) not in mapped:
+                diffs.append(Difference("unexpected customer", "customer:?", None,
+                                        f"{customer['id']} {customer.get('name')!r}"))
     duplicates = (report.get("duplicates") or {}).get("count", 0)
     if duplicates:
         diffs.append(Difference("duplicates", "ledger", "0", str(duplicates),

@@ -17,6 +17,7 @@ fault re-reads the entity and retries once with the current token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -58,6 +59,8 @@ Flow = Generator[PlatformRequest, PlatformResponse, T]
 REF_SYSTEMS = frozenset({NAME, "quickbooks", "qbo"})
 #: External ids of RefundReceipts are prefixed, so a later void knows the entity.
 REFUND_RECEIPT_PREFIX = "RefundReceipt:"
+#: QBO names the holder of a duplicate name in the fault detail: "... Id=58".
+_HOLDER = re.compile(r"\bId=(\d+)")
 
 
 @dataclass
@@ -229,7 +232,8 @@ def find_customer(run: Run, customer: Customer) -> Flow[dict[str, Any] | None]:
                                     f"PrimaryEmailAddr = {qmap.quote(customer.email)}",
                                     "find customer")
         elif rule is CustomerMatchRule.DISPLAY_NAME:
-            names = (customer.display_name, qmap.disambiguated_name(customer, Notes()))
+            names = (qmap.customer_body(customer, Notes())["DisplayName"],
+                     qmap.disambiguated_name(customer, Notes()))
             rows = yield from query(run, "Customer",
                                     f"DisplayName in ({', '.join(map(qmap.quote, names))})",
                                     "find customer")
@@ -254,14 +258,35 @@ def reactivate(run: Run, record: Mapping[str, Any], customer: Customer) -> Flow[
     run.notes.add(f"customer {customer.id} was inactive in QuickBooks; reactivated")
 
 
+def _name_holder(run: Run, response: PlatformResponse, customer: Customer
+                 ) -> Flow[dict[str, Any] | None]:
+    """On 6240, the customer holding the name if it is ours (its ``Notes`` carry our
+    marker): an earlier attempt created it and the id map lost it."""
+    for fault in qerr.faults_of(response.body):
+        match = _HOLDER.search(fault.detail)
+        if fault.code == qerr.DUPLICATE_NAME and match:
+            record = yield from read(run, "Customer", match.group(1))
+            if record.get("Notes") == marker("customer", customer.id):
+                return record
+    return None
+
+
 def create_customer(run: Run, customer: Customer) -> Flow[dict[str, Any]]:
+    """Create; a taken DisplayName is either ours already (adopted) or someone
+    else's (retried once with the CRM id appended)."""
     body = qmap.customer_body(customer, run.notes)
     step = f"customer:{customer.id}"
     response = yield from write(run, "Customer", body, "create customer", step)
-    if _code(response) == qerr.DUPLICATE_NAME:
+    for retry in (f"{step}/disambiguated", None):
+        if _code(response) != qerr.DUPLICATE_NAME:
+            break
+        ours = yield from _name_holder(run, response, customer)
+        if ours is not None:
+            return ours
+        if retry is None:
+            break
         body["DisplayName"] = qmap.disambiguated_name(customer, run.notes)
-        response = yield from write(run, "Customer", body, "create customer",
-                                    f"{step}/disambiguated")
+        response = yield from write(run, "Customer", body, "create customer", retry)
     _raise_for(response)
     return dict(response.json()["Customer"])
 
@@ -342,27 +367,32 @@ def find_document(run: Run, entity: str, doc_number: str, kind: str, crm_id: str
     return None
 
 
-def create_document(run: Run, entity: str, body: dict[str, Any], kind: str, crm_id: str,
-                    customer: Customer) -> Flow[tuple[dict[str, Any], bool]]:
-    """Create; a 6140 duplicate number means an earlier attempt won the race (returns
-    it as already applied); a 610 on the customer means it was made inactive behind
-    our back (reactivate, retry once)."""
-    step = kind
-    response = yield from write(run, entity, body, f"create {entity.lower()}", step)
-    code = _code(response)
-    if code == qerr.DUPLICATE_DOC_NUMBER:
-        found = yield from find_document(run, entity, body["DocNumber"], kind, crm_id,
-                                         body["CustomerRef"]["value"])
-        if found is not None:
-            return found, True
-    if code == qerr.NOT_FOUND and "CustomerRef" in {f.element for f in
-                                                    qerr.faults_of(response.body)}:
+def write_for_customer(run: Run, entity: str, body: dict[str, Any], purpose: str, step: str,
+                       customer: Customer) -> Flow[PlatformResponse]:
+    """Write a customer's document; a 610 on ``CustomerRef`` means the customer was
+    made inactive behind our back: reactivate it and retry once."""
+    response = yield from write(run, entity, body, purpose, step)
+    if _code(response) == qerr.NOT_FOUND and "CustomerRef" in {
+            f.element for f in qerr.faults_of(response.body)}:
         record = yield from read(run, "Customer", body["CustomerRef"]["value"])
         if record.get("Active", True):
             _raise_for(response)
         yield from reactivate(run, record, customer)
-        response = yield from write(run, entity, body, f"create {entity.lower()}",
-                                    f"{step}/after-reactivation")
+        response = yield from write(run, entity, body, purpose, f"{step}/after-reactivation")
+    return response
+
+
+def create_document(run: Run, entity: str, body: dict[str, Any], kind: str, crm_id: str,
+                    customer: Customer) -> Flow[tuple[dict[str, Any], bool]]:
+    """Create; a 6140 duplicate number means an earlier attempt won the race (returns
+    it as already applied)."""
+    response = yield from write_for_customer(run, entity, body, f"create {entity.lower()}",
+                                             kind, customer)
+    if _code(response) == qerr.DUPLICATE_DOC_NUMBER:
+        found = yield from find_document(run, entity, body["DocNumber"], kind, crm_id,
+                                         body["CustomerRef"]["value"])
+        if found is not None:
+            return found, True
     _raise_for(response)
     return dict(response.json()[entity]), False
 
@@ -495,7 +525,8 @@ def payment_flow(run: Run) -> Flow[WriteResult]:
                                    "update payment", "payment/update",
                                    token=str(current["SyncToken"]))
         return run.result(record)
-    response = yield from write(run, "Payment", body, "create payment", "payment")
+    response = yield from write_for_customer(run, "Payment", body, "create payment", "payment",
+                                             _customer_snapshot(run, payment.customer_id))
     _raise_for(response)
     return run.result(response.json()["Payment"])
 

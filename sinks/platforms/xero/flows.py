@@ -125,11 +125,13 @@ def _element(response: PlatformResponse, collection: str) -> dict[str, Any]:
 
 def put(run: Run, path: str, collection: str, element: Mapping[str, Any], purpose: str,
         step: str, method: str = "PUT") -> Flow[dict[str, Any]]:
-    """One element written with ``summarizeErrors=false`` (per-element validation
-    errors then arrive as HTTP 200)."""
+    """One element, written without ``summarizeErrors=false`` on purpose: with it a
+    rejected element comes back as HTTP 200, which the Idempotency-Key store keeps,
+    so the retry after a bookkeeper fixes the cause (a lock date, an archived
+    contact) would replay the rejection forever. A single element gains nothing from
+    per-element results; :mod:`.errors` still reads that shape for batch writes."""
     response = yield run.request(method, path, purpose, body={collection: [dict(element)]},
-                                 query={"summarizeErrors": "false"}, step=step,
-                                 accept=(200, 400))
+                                 step=step, accept=(200, 400))
     return _element(response, collection)
 
 
@@ -293,8 +295,24 @@ def find_document(run: Run, kind: str, number: str, contact_id: str
     return None
 
 
-def upsert_document(run: Run, kind: str, body: dict[str, Any], known: str | None
-                    ) -> Flow[tuple[dict[str, Any], bool]]:
+def write_document(run: Run, path: str, collection: str, element: dict[str, Any],
+                   purpose: str, step: str, customer: Customer, method: str = "PUT"
+                   ) -> Flow[dict[str, Any]]:
+    """Write; if Xero refuses because the contact was archived behind our back,
+    restore it (when the CRM still has the customer active) and retry once."""
+    try:
+        return (yield from put(run, path, collection, element, purpose, step, method))
+    except PayloadRejectedError as exc:
+        if xerr.ARCHIVED not in exc.reason:
+            raise
+    contact_id = element["Contact"]["ContactID"]
+    yield from restore(run, {"ContactID": contact_id, "Name": customer.display_name}, customer)
+    return (yield from put(run, path, collection, element, purpose,
+                           f"{step}/after-restore", method))
+
+
+def upsert_document(run: Run, kind: str, body: dict[str, Any], known: str | None,
+                    customer: Customer) -> Flow[tuple[dict[str, Any], bool]]:
     path, collection, id_field, number_field = _DOCS[kind]
     if not known:
         found = yield from find_document(run, kind, body[number_field],
@@ -305,10 +323,12 @@ def upsert_document(run: Run, kind: str, body: dict[str, Any], known: str | None
             known = str(found[id_field])
     if known:
         element = {**body, id_field: known}
-        record = yield from put(run, f"{path}/{known}", collection, element, f"update {kind}",
-                                f"{kind}/update", method="POST")
+        record = yield from write_document(run, f"{path}/{known}", collection, element,
+                                           f"update {kind}", f"{kind}/update", customer,
+                                           method="POST")
         return record, False
-    return (yield from put(run, path, collection, body, f"create {kind}", kind)), False
+    return (yield from write_document(run, path, collection, body, f"create {kind}", kind,
+                                      customer)), False
 
 
 def void_invoice(run: Run, ident: str) -> Flow[dict[str, Any]]:
@@ -356,7 +376,7 @@ def invoice_flow(run: Run) -> Flow[WriteResult]:
     contact_id = yield from ensure_contact(run, invoice.customer_id)
     customer = _snapshot(run, invoice.customer_id)
     body = xmap.invoice_body(invoice, customer, contact_id, run.mapping, run.notes)
-    record, already = yield from upsert_document(run, "invoice", body, known)
+    record, already = yield from upsert_document(run, "invoice", body, known, customer)
     return run.result(str(record["InvoiceID"]), record, number=record.get("InvoiceNumber"),
                       already=already)
 
@@ -408,10 +428,9 @@ def payment_flow(run: Run) -> Flow[WriteResult]:
         reference = _reference(payment, n, count)
         existing = yield from get(run, "/Payments", "Payments", "find payment",
                                   {"where": xmap.where_equals("Reference", reference)})
-        live = [p for p in existing if p.get("Status") != "DELETED"]
-        if live:
-            ids.append(str(live[0]["PaymentID"]))
-            left -= from_wire(live[0]["Amount"])
+        if existing:  # written before; if since deleted, by a refund or void: keep it so
+            ids.append(str(existing[0]["PaymentID"]))
+            left -= from_wire(existing[0]["Amount"])
             continue
         invoice_id = _invoice_id(run, allocation)
         rows = yield from get(run, f"/Invoices/{invoice_id}", "Invoices", "read invoice")
@@ -525,7 +544,7 @@ def credit_note_flow(run: Run) -> Flow[WriteResult]:
     contact_id = yield from ensure_contact(run, note.customer_id)
     customer = _snapshot(run, note.customer_id)
     body = xmap.credit_note_body(note, customer, contact_id, run.mapping, run.notes)
-    record, already = yield from upsert_document(run, "credit_note", body, known)
+    record, already = yield from upsert_document(run, "credit_note", body, known, customer)
     ident = str(record["CreditNoteID"])
     remaining = from_wire(record.get("RemainingCredit", record.get("Total")))
     if note.disposition is CreditDisposition.REFUNDED and remaining > 0:
