@@ -309,9 +309,7 @@ class AcumaticaSandbox(Sandbox):
         plain = {k: v for k, v in record.items() if not k.startswith("_") and k != "id"}
         wrapped = wrap_values(plain)
         for name, message in (errors or {}).items():
-            wrapped.setdefault(name, {"value": None})
-            if isinstance(wrapped[name], dict):
-                wrapped[name]["error"] = message
+            _mark(wrapped, name, message)
         if errors:
             wrapped["error"] = "; ".join(errors.values())
         return {"id": record.get("id"), "rowNumber": 1, "note": {"value": ""}, "custom": {},
@@ -609,3 +607,26 @@ class AcumaticaSandbox(Sandbox):
 
 class _Precondition(Exception):
     pass
+
+
+def _mark(wrapped: Entry, path: str, message: str) -> None:
+    """Put ``message`` as the ``error`` of the field at ``path`` (``Details[0].Account``)."""
+    node: Any = wrapped
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        name, _, index = part.partition("[")
+        last = depth == len(parts) - 1
+        if index:
+            items = node.setdefault(name, [])
+            position = int(index.rstrip("]"))
+            while len(items) <= position:
+                items.append({})
+            node = items[position]
+            if last:
+                node["error"] = message
+        elif last:
+            field = node.setdefault(name, {"value": None})
+            if isinstance(field, dict):
+                field["error"] = message
+        else:
+            node = node.setdefault(name, {})
