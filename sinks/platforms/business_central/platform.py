@@ -1,45 +1,52 @@
 """Microsoft Dynamics 365 Business Central (API v2.0, OData v4) sink.
 
 **Idempotency strategy: lookup by reference before create.** BC has no idempotency
-key. Every document carries the CRM number in ``externalDocumentNumber`` and every
-flow first asks ``$filter=externalDocumentNumber eq '<number>'`` (customers:
-``number eq '<CRM id>'``); only when nothing is found does it create. Multi-part
-writes that must not half-happen (the journal lines of one payment, the line
-replacement of a draft update) go in one atomic OData ``$batch`` (one atomicity
-group), so "found any" means "found all". Flows are resumable: a draft left behind by
-a lost ``Microsoft.NAV.post`` response is found by the lookup and posted.
+key. Every document carries the CRM number in ``externalDocumentNumber`` (numbers
+over 35 characters are shortened deterministically) and every flow first asks
+``$filter=externalDocumentNumber eq '<number>'`` (customers: ``number eq '<CRM id>'``;
+posted payments: ``generalLedgerEntries`` by ``documentNumber``); only when nothing is
+found does it create. Multi-part writes that must not half-happen (the journal lines
+of one payment, the line replacement of a draft) go in one atomic OData ``$batch``
+(one atomicity group), so "found any" means "found all". Flows are resumable: a
+draft left behind by a lost ``Microsoft.NAV.post`` response is found and posted.
 
 **Delivery guarantee:** effectively-once for customers, invoices, credit memos and
-payment journal lines, provided the retry of a failed write re-runs the *flow* (which
-looks up first) and the transport does not blindly re-send a non-idempotent POST.
-Two workers writing the same event at the same instant can still both miss the
-lookup; the runner's per-tenant ordering prevents that.
+payments, provided a failed write is retried by re-running the *flow* (which looks up
+first) and never by blindly re-sending a POST (BC would create a second document).
+Two workers writing the same event at the same instant could both miss the lookup;
+the runner's per-tenant ordering prevents that.
 
 **Supported:** customers (create, update with ``If-Match``, deactivate = ``blocked:
 All``); sales invoices (deep insert of lines, then ``Microsoft.NAV.post`` unless the
-CRM status is DRAFT; drafts are updated header + lines with ``If-Match``; posted
-invoices are immutable in BC, so an update that changes the total is refused; void =
-delete of a draft or ``Microsoft.NAV.cancel`` of a posted invoice, which BC answers
-with a corrective credit memo); credit memos (posted, applied to one invoice via
-``invoiceId`` when CREDITED; REFUNDED ones stay open credit); customer payments as
-lines of the customer payment journal mapped from the payment method
-(``mapping.deposit_accounts`` holds journal ids), one line per allocation plus an
-unapplied remainder, deleted again while unposted.
+CRM status is DRAFT; drafts are updated header + lines with ``If-Match``, a stale ETag
+is re-read once, the CRM being the source of truth); an edit that changes the total
+of a posted, unpaid invoice is done the way BC's own "Correct" does it: cancel
+(corrective credit memo) and issue a new invoice; void = delete of a draft or
+``Microsoft.NAV.cancel`` of a posted unpaid invoice; credit memos (posted, applied to
+one invoice via ``invoiceId``); payments as lines of the customer payment journal the
+tenant maps to the payment method (``mapping.deposit_accounts`` holds journal ids),
+one line per allocation plus an unapplied remainder; deleting a payment deletes its
+lines while they are unposted.
 
-**Cannot represent (UnsupportedEventError):** refunds (the v2.0 ``customerPayments``
-entity has no document type Refund), tips (a customer payment line can only credit
-the customer; the tip's income account needs a G/L journal), credit notes applied to
-more than one invoice (``invoiceId`` is single-valued), tax-rate events (BC tax
-areas/groups are maintained in BC). The processor fee is not booked: the payment line
-carries the gross amount, the fee belongs to bank reconciliation in BC.
+**Cannot represent (UnsupportedEventError, dead-lettered with the reason):** refunds
+and credit notes refunded in cash (the v2.0 API has no customer refund: no Refund
+document type on ``customerPayments``), tips (a customer payment line only credits the
+customer; the tip's income needs a G/L line), payments in a foreign currency
+(``customerPayments`` has no currency field), credit notes applied to several invoices
+(``invoiceId`` is single-valued), voiding or editing an invoice with payments applied
+(BC cancels only unpaid invoices), deleting posted credit memos or posted payments,
+and tax-rate events (BC tax groups/areas are maintained in BC). The processor fee is
+not booked: the payment carries the gross amount; the fee belongs to BC's bank
+reconciliation.
 
-**Not verifiable without live credentials:** v2.0 field names absent from the
-community v2.0 OpenAPI subset (``lineObjectNumber``, ``postingDate`` on credit memos,
-``blocked`` enum spelling ``_x0020_``), the sign convention of ``customerPayments``
-amounts (v2.0 docs show positive), negative-quantity discount lines on G/L lines, the
-exact error codes and messages BC returns for throttling and closed posting periods,
-and that API-created payment journal lines need posting by a user or job queue (v2.0
-documents no bound post action on ``customerPaymentJournals``).
+**Not verifiable without live credentials:** v2.0 fields absent from the community
+v2.0 OpenAPI subset (``lineObjectNumber``; the ``blocked`` enum spelling
+``_x0020_``), the sign convention of ``customerPayments`` amounts (v2.0 docs show
+positive), negative-quantity G/L discount lines, the exact codes/messages of
+throttling, string-length and closed-period errors, the posting date BC gives an
+API-created credit memo (no ``postingDate`` in the subset), and that API-created
+payment journal lines are posted by a user or job queue (v2.0 documents no bound post
+action on ``customerPaymentJournals``).
 """
 
 from __future__ import annotations
