@@ -54,6 +54,9 @@ class RelaySettings(ProducerSettings):
     idle_wait_s: float = Field(default=1.0, gt=0,
                                description="sleep when idle (a NOTIFY wakes it earlier)")
     on_publish: Literal["delete", "mark"] = "delete"
+    validation: Literal["schema", "contract"] = Field(
+        default="schema", description="schema: envelope + Avro schema (fast); contract: "
+                                      "the full pydantic models too (see RowEncoder)")
     delivery_timeout_s: float = 120.0
     exit_when_idle: bool = Field(default=False,
                                  description="stop once the outbox is empty (bench, backfill)")
@@ -84,7 +87,7 @@ class Relay:
                                       linger_ms=settings.linger_ms,
                                       client_id=f"ledgerstream-relay-{settings.instance_id}")
         self.serde = Serde(settings.schema_registry_url)
-        self.encoder = RowEncoder(self.serde, self.topics)
+        self.encoder = RowEncoder(self.serde, self.topics, settings.validation)
         self.conn = psycopg.connect(settings.database_url)
         self.stop = threading.Event()
         self._last_lag_check = 0.0

@@ -1,0 +1,289 @@
+"""A schema-compiled encoder: JSON-decoded dicts (the outbox payload) straight to Avro
+binary, byte-for-byte what fastavro writes for the equivalent model.
+
+Why: the relay's generic path (pydantic model -> ``to_avro`` dict -> fastavro via
+``AvroSerializer``) costs a few hundred microseconds per invoice, which caps one relay at a
+few thousand events/s. Compiling the schema once into closures and walking the JSON
+directly checks every value against the schema (types, enum symbols, decimal
+scale/precision, required fields, no unknown fields) while it writes, at a fraction of the
+cost. Errors carry the field path (``payload.lines.2.amount: ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+Encoder = Callable[[Any, bytearray], None]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
+_MISSING = object()
+_SMALL = [bytes([((n << 1) ^ (n >> 63)) & 0x7F]) if -64 <= n < 64 else b""
+          for n in range(-64, 64)]
+
+
+class AvroJsonError(ValueError):
+    """A value does not fit the schema; ``path`` says where."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+    def within(self, part: str) -> AvroJsonError:
+        return AvroJsonError(f"{part}.{self.path}" if self.path else part, self.message)
+
+
+def write_long(n: int, buf: bytearray) -> None:
+    if -64 <= n < 64:
+        buf += _SMALL[n + 64]
+        return
+    z = (n << 1) ^ (n >> 63)
+    while z & ~0x7F:
+        buf.append((z & 0x7F) | 0x80)
+        z >>= 7
+    buf.append(z)
+
+
+def _string(value: Any, buf: bytearray) -> None:
+    if type(value) is not str:
+        raise AvroJsonError("", f"expected a string, got {type(value).__name__}")
+    data = value.encode()
+    write_long(len(data), buf)
+    buf += data
+
+
+def _bytes(value: Any, buf: bytearray) -> None:
+    if not isinstance(value, bytes | bytearray):
+        raise AvroJsonError("", f"expected bytes, got {type(value).__name__}")
+    write_long(len(value), buf)
+    buf += value
+
+
+def _long(value: Any, buf: bytearray) -> None:
+    if type(value) is not int:
+        raise AvroJsonError("", f"expected an integer, got {type(value).__name__}")
+    write_long(value, buf)
+
+
+def _int(value: Any, buf: bytearray) -> None:
+    if type(value) is not int or not -(2**31) <= value < 2**31:
+        raise AvroJsonError("", f"expected a 32-bit integer, got {value!r}")
+    write_long(value, buf)
+
+
+def _boolean(value: Any, buf: bytearray) -> None:
+    if value is True:
+        buf.append(1)
+    elif value is False:
+        buf.append(0)
+    else:
+        raise AvroJsonError("", f"expected true/false, got {value!r}")
+
+
+def _null(value: Any, buf: bytearray) -> None:
+    if value is not None:
+        raise AvroJsonError("", f"expected null, got {value!r}")
+
+
+def _decimal(precision: int, scale: int) -> Encoder:
+    def enc(value: Any, buf: bytearray) -> None:
+        if type(value) is str or type(value) is int:
+            try:
+                d = Decimal(value)
+            except InvalidOperation:
+                raise AvroJsonError("", f"{value!r} is not a decimal number") from None
+        else:
+            raise AvroJsonError("", f"a decimal must be a string or integer, got {value!r}")
+        if not d.is_finite():
+            raise AvroJsonError("", f"{value!r} is not a finite number")
+        sign, digits, exp = d.as_tuple()
+        assert isinstance(exp, int)
+        delta = exp + scale
+        if delta < 0:
+            # trailing zeros beyond the scale are fine ("1.50000" at scale 4), others not
+            stripped = d.quantize(Decimal(1).scaleb(-scale)) if d == d.quantize(
+                Decimal(1).scaleb(-scale)) else None
+            if stripped is None:
+                raise AvroJsonError("", f"{value!r} has more than {scale} decimal places")
+            sign, digits, exp = stripped.as_tuple()
+            assert isinstance(exp, int)
+            delta = exp + scale
+        unscaled = int("".join(map(str, digits)) or "0") * 10**delta
+        if len(str(unscaled)) > precision:
+            raise AvroJsonError("", f"{value!r} does not fit decimal({precision},{scale})")
+        if sign and unscaled:
+            unscaled = -unscaled
+        # what fastavro writes (via a model that pads to exactly ``scale`` places)
+        data = unscaled.to_bytes((abs(unscaled).bit_length() + 8) // 8, "big", signed=True)
+        write_long(len(data), buf)
+        buf += data
+    return enc
+
+
+def _timestamp_micros(value: Any, buf: bytearray) -> None:
+    try:
+        ts = datetime.fromisoformat(value) if type(value) is str else None
+    except ValueError:
+        ts = None
+    if ts is None or ts.tzinfo is None:
+        raise AvroJsonError("", f"expected an ISO-8601 timestamp with a zone, got {value!r}")
+    delta = ts - _EPOCH
+    write_long((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds, buf)
+
+
+def _date(value: Any, buf: bytearray) -> None:
+    try:
+        day = date.fromisoformat(value) if type(value) is str else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise AvroJsonError("", f"expected an ISO-8601 date, got {value!r}")
+    write_long((day - _EPOCH_DATE).days, buf)
+
+
+_PRIMITIVES: dict[str, Encoder] = {
+    "string": _string, "bytes": _bytes, "long": _long, "int": _int, "boolean": _boolean,
+    "null": _null,
+}
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.named: dict[str, Encoder] = {}
+        self.fields_of: dict[str, frozenset[str]] = {}
+
+    def compile(self, schema: Any, namespace: str | None = None) -> Encoder:
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                return _PRIMITIVES[schema]
+            name = schema if "." in schema or not namespace else f"{namespace}.{schema}"
+            return lambda v, b: self.named[name](v, b)
+        if isinstance(schema, list):
+            return self._union(schema, namespace)
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical == "decimal" and kind == "bytes":
+            return _decimal(schema["precision"], schema.get("scale", 0))
+        if logical == "timestamp-micros" and kind == "long":
+            return _timestamp_micros
+        if logical == "date" and kind == "int":
+            return _date
+        if kind == "record":
+            return self._record(schema, namespace)
+        if kind == "enum":
+            return self._enum(schema)
+        if kind == "array":
+            return self._array(self.compile(schema["items"], namespace))
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            return _PRIMITIVES[kind]
+        raise NotImplementedError(f"unsupported Avro schema {schema!r}")
+
+    def _full(self, schema: dict[str, Any], namespace: str | None) -> str:
+        name: str = schema["name"]
+        ns = schema.get("namespace", namespace)
+        return name if "." in name or not ns else f"{ns}.{name}"
+
+    def _record(self, schema: dict[str, Any], namespace: str | None) -> Encoder:
+        full = self._full(schema, namespace)
+        ns = full.rpartition(".")[0] or None
+        self.named[full] = lambda v, b: enc(v, b)  # allow recursion while compiling
+        fields = [(f["name"], self.compile(f["type"], ns), f.get("default", _MISSING))
+                  for f in schema["fields"]]
+        names = frozenset(f[0] for f in fields)
+        self.fields_of[full] = names
+        count = len(fields)
+
+        def enc(value: Any, buf: bytearray) -> None:
+            if type(value) is not dict:
+                raise AvroJsonError("", f"expected an object, got {type(value).__name__}")
+            seen = 0
+            for name, field_enc, default in fields:
+                item = value.get(name, _MISSING)
+                if item is _MISSING:
+                    if default is _MISSING:
+                        raise AvroJsonError(name, "field required")
+                    item = default
+                else:
+                    seen += 1
+                try:
+                    field_enc(item, buf)
+                except AvroJsonError as exc:
+                    raise exc.within(name) from None
+            if seen != len(value) or len(value) > count:
+                extra = sorted(set(value) - names)
+                raise AvroJsonError(extra[0], "unknown field (not in the schema)")
+
+        self.named[full] = enc
+        return enc
+
+    def _enum(self, schema: dict[str, Any]) -> Encoder:
+        index = {s: i for i, s in enumerate(schema["symbols"])}
+
+        def enc(value: Any, buf: bytearray) -> None:
+            found = index.get(value) if type(value) is str else None
+            if found is None:
+                raise AvroJsonError("", f"{value!r} is not one of {list(index)}")
+            write_long(found, buf)
+        return enc
+
+    def _array(self, item_enc: Encoder) -> Encoder:
+        def enc(value: Any, buf: bytearray) -> None:
+            if type(value) is not list:
+                raise AvroJsonError("", f"expected an array, got {type(value).__name__}")
+            if value:
+                write_long(len(value), buf)
+                for i, item in enumerate(value):
+                    try:
+                        item_enc(item, buf)
+                    except AvroJsonError as exc:
+                        raise exc.within(str(i)) from None
+            buf.append(0)
+        return enc
+
+    def _union(self, branches: list[Any], namespace: str | None) -> Encoder:
+        encs = [self.compile(b, namespace) for b in branches]
+        nullable = "null" in branches
+        null_at = branches.index("null") if nullable else -1
+        others = [(i, b) for i, b in enumerate(branches) if b != "null"]
+        if len(others) == 1:
+            at, only = others[0][0], encs[others[0][0]]
+
+            def single(value: Any, buf: bytearray) -> None:
+                if value is None and nullable:
+                    write_long(null_at, buf)
+                else:
+                    write_long(at, buf)
+                    only(value, buf)
+            return single
+        names = [(i, (b if "." in b or not namespace else f"{namespace}.{b}")
+                  if isinstance(b, str) else self._full(b, namespace))
+                 for i, b in others if isinstance(b, str) or b.get("type") == "record"]
+
+        def multi(value: Any, buf: bytearray) -> None:
+            if value is None and nullable:
+                write_long(null_at, buf)
+                return
+            if type(value) is dict:  # a record branch: pick the one with exactly these fields
+                keys = value.keys()
+                matches = [i for i, n in names if self.fields_of.get(n) == keys]
+                if len(matches) == 1:
+                    write_long(matches[0], buf)
+                    encs[matches[0]](value, buf)
+                    return
+            raise AvroJsonError("", "matches none of the union's records "
+                                f"({[n.rpartition('.')[2] for _, n in names]})")
+        return multi
+
+
+def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bytes]:
+    """``encode(json_value) -> Avro bytes`` for a parsed (dict) schema."""
+    root = _Compiler().compile(schema)
+
+    def encode(value: Any) -> bytes:
+        buf = bytearray()
+        root(value, buf)
+        return bytes(buf)
+    return encode
