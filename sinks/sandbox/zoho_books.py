@@ -81,7 +81,10 @@ class Org:
         self.credits_applied: dict[str, dict[str, Any]] = {}
         self.lock_date: date | None = None
         self.unique_fields = {UNIQUE_FIELD}
-        self.taxes = {"460000000001001": Decimal("8.25"), "460000000001002": Decimal("10")}
+        self.taxes = {"460000000001001": Decimal("8.25"), "460000000001002": Decimal("10"),
+                      "460000000001003": Decimal("6.25")}
+        self.currencies = {"460000000004001": "USD", "460000000004002": "EUR"}
+        self.base_currency = "USD"
         self.exemptions = {"460000000001900"}
         self.items = {"460000000002001": "Labor", "460000000002002": "Parts",
                       "460000000002003": "Fees", "460000000002004": "Discount"}
@@ -204,7 +207,9 @@ class ZohoBooksSandbox(Sandbox):
             r("/contacts/{id}", {"GET": self._get("contact")}),
             r("/contacts/{id}/inactive", {"POST": self._contact_status("inactive")}),
             r("/contacts/{id}/active", {"POST": self._contact_status("active")}),
-            r("/invoices", {"PUT": self._upsert("invoice"), "POST": self._create("invoice")}),
+            r("/invoices", {"PUT": self._upsert("invoice"), "POST": self._create("invoice"),
+                            "GET": self._list_invoices}),
+            r("/invoices/{id}/payments", {"GET": self._invoice_payments}),
             r("/invoices/{id}", {"GET": self._get("invoice")}),
             r("/invoices/{id}/status/void", {"POST": self._void("invoice")}),
             r("/invoices/{id}/status/sent", {"POST": self._mark_sent}),
@@ -219,6 +224,7 @@ class ZohoBooksSandbox(Sandbox):
             r("/customerpayments", {"PUT": self._upsert("payment"),
                                     "POST": self._create("payment")}),
             r("/customerpayments/{id}", {"GET": self._get("payment"),
+                                         "PUT": self._update("payment"),
                                          "DELETE": self._delete_payment}),
             r("/customerpayments/{id}/refunds", {"GET": self._list_refunds("payment"),
                                                  "POST": self._refund("payment")}),
@@ -309,6 +315,34 @@ class ZohoBooksSandbox(Sandbox):
                                                      "been created.")
         return handle
 
+    def _update(self, kind: str) -> Handler:
+        def handle(org: Org, params: dict[str, str], body: Any, __: Request
+                   ) -> tuple[int, dict[str, Any]]:
+            existing = self._find(org, kind, params["id"])
+            record = self._save(org, kind, existing, body, unique=None, keep_number=True)
+            return 200, self._envelope(kind, record, f"{self._label(kind)} information has "
+                                                     "been updated.")
+        return handle
+
+    def _list_invoices(self, org: Org, _: dict[str, str], __: Any, request: Request
+                       ) -> tuple[int, dict[str, Any]]:
+        wanted = request.query_params.get("invoice_number")
+        found = [self.public(i) for i in org.invoices.values()
+                 if wanted is None or i["invoice_number"] == wanted]
+        return 200, {"code": 0, "message": "success", "invoices": found,
+                     "page_context": {"page": 1, "per_page": 200, "has_more_page": False}}
+
+    def _invoice_payments(self, org: Org, params: dict[str, str], _: Any, __: Request
+                          ) -> tuple[int, dict[str, Any]]:
+        invoice = self._find(org, "invoice", params["id"])
+        found = [{"payment_id": p["payment_id"], "payment_number": p["payment_number"],
+                  "invoice_id": invoice["invoice_id"], "payment_mode": p["payment_mode"],
+                  "date": p["date"], "reference_number": p["reference_number"],
+                  "amount": a["amount_applied"]}
+                 for p in org.payments.values() for a in p["invoices"]
+                 if a["invoice_id"] == invoice["invoice_id"]]
+        return 200, {"code": 0, "message": "success", "payments": found}
+
     def _upsert(self, kind: str) -> Handler:
         def handle(org: Org, _: dict[str, str], body: Any, request: Request
                    ) -> tuple[int, dict[str, Any]]:
@@ -336,7 +370,9 @@ class ZohoBooksSandbox(Sandbox):
         saver = {"contact": self._save_contact, "invoice": self._save_document,
                  "creditnote": self._save_document, "payment": self._save_payment}[kind]
         record = saver(org, kind, existing, body, keep_number)
-        fields = [cf for cf in body.get("custom_fields", []) if isinstance(cf, dict)]
+        # Omitted custom fields keep their values on an update.
+        fields = [cf for cf in body.get("custom_fields", record.get("custom_fields", []))
+                  if isinstance(cf, dict)]
         if unique is not None:
             fields = [cf for cf in fields if cf.get("api_name") != unique[0]]
             fields.append({"api_name": unique[0], "value": unique[1]})
@@ -369,13 +405,23 @@ class ZohoBooksSandbox(Sandbox):
         record: dict[str, Any] = existing if existing is not None else {
             "contact_id": org.new_id(), "status": "active", "created_time": self._now(),
             "_seq": org.seq}
-        record.update({"contact_name": name, "contact_type": body.get("contact_type",
-                                                                      "customer")})
+        code = self._currency(org, body, (existing or {}).get("currency_code"))
+        record.update({"contact_name": name, "currency_code": code,
+                       "contact_type": body.get("contact_type", "customer")})
         for field in ("company_name", "billing_address", "contact_persons"):
             if field in body:
                 record[field] = body[field]
         org.contacts[record["contact_id"]] = record
         return record
+
+    @staticmethod
+    def _currency(org: Org, body: dict[str, Any], default: str | None) -> str:
+        currency_id = body.get("currency_id")
+        if currency_id is None:
+            return default or org.base_currency
+        if str(currency_id) not in org.currencies:
+            raise _invalid("Invalid value passed for currency_id")
+        return org.currencies[str(currency_id)]
 
     def _contact_status(self, status: str) -> Handler:
         def handle(org: Org, params: dict[str, str], _: Any, __: Request
@@ -449,6 +495,11 @@ class ZohoBooksSandbox(Sandbox):
             self._check_lock(org, date.fromisoformat(existing["date"]))
         if body.get("tax_exemption_id") and body["tax_exemption_id"] not in org.exemptions:
             raise _invalid("Invalid value passed for tax_exemption_id")
+        contact_currency = org.contacts[contact_id]["currency_code"]
+        code = self._currency(org, body, contact_currency)
+        if code != contact_currency:
+            raise _invalid(f"The currency of the transaction ({code}) must be the customer's "
+                           f"currency ({contact_currency}).")
         lines, subtotal, discount, tax = self._lines(org, body)
         if body.get("tax_exemption_id"):
             tax = Decimal(0)
@@ -478,7 +529,7 @@ class ZohoBooksSandbox(Sandbox):
             number_field: number, "customer_id": contact_id,
             "customer_name": org.contacts[contact_id]["contact_name"],
             "reference_number": str(body.get("reference_number", "")), "date": day.isoformat(),
-            "currency_code": "USD", "line_items": lines, "sub_total": num(subtotal),
+            "currency_code": code, "line_items": lines, "sub_total": num(subtotal),
             "discount": num(discount), "discount_type": body.get("discount_type",
                                                                  "entity_level"),
             "is_discount_before_tax": bool(body.get("is_discount_before_tax")),

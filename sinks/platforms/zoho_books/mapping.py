@@ -33,7 +33,7 @@ from schemas.models import (
     Payment,
     PaymentMethod,
 )
-from sinks.core.errors import PayloadRejectedError
+from sinks.core.errors import ConfigurationError, PayloadRejectedError
 from sinks.core.mapping import LineKind as MappedKind
 from sinks.core.mapping import TenantMapping
 from sinks.platforms.zoho_books.spec import SPEC, ZohoBooksSettings
@@ -46,11 +46,14 @@ __all__ = [
     "contact_body",
     "credit_note_body",
     "credit_refund_body",
+    "currency",
+    "disambiguated_name",
     "invoice_body",
     "line_items",
     "payment_body",
     "payment_refund_body",
     "quantity",
+    "reapplied_payment_body",
     "upsert_headers",
 ]
 
@@ -109,6 +112,27 @@ def _marker(settings: ZohoBooksSettings, crm_id: str) -> list[dict[str, str]]:
     return [{"api_name": settings.unique_field, "value": crm_id}]
 
 
+def currency(code: str, settings: ZohoBooksSettings) -> dict[str, str]:
+    """``currency_id`` for a foreign-currency document; nothing for the base currency."""
+    if code == settings.base_currency:
+        return {}
+    try:
+        return {"currency_id": settings.currency_ids[code]}
+    except KeyError:
+        raise ConfigurationError(
+            f"no Zoho currency_id for {code} (settings.currency_ids.{code}); the "
+            f"organisation's base currency is {settings.base_currency}", platform=SPEC.name
+        ) from None
+
+
+def disambiguated_name(customer: Customer) -> str:
+    """Zoho contact names are unique per organisation: a second CRM customer with the
+    same display name gets its CRM id appended."""
+    suffix = f" ({customer.id})"
+    limit = SPEC.max_name_lengths["customer.display_name"] - len(suffix)
+    return customer.display_name[:limit] + suffix
+
+
 def _address(customer: Customer) -> dict[str, str]:
     a = customer.billing_address
     street = a.line1 if not a.line2 else f"{a.line1}, {a.line2}"
@@ -130,6 +154,7 @@ def contact_body(customer: Customer, settings: ZohoBooksSettings) -> dict[str, A
         "contact_type": "customer",
         "billing_address": _address(customer),
         "custom_fields": _marker(settings, customer.id),
+        **currency(customer.default_currency, settings),
     }
     if customer.company_name:
         body["company_name"] = SPEC.truncate("customer.display_name", customer.company_name)
@@ -216,6 +241,7 @@ def invoice_body(invoice: Invoice, contact_id: str, customer: Customer | None,
         "is_inclusive_tax": invoice.prices_include_tax,
         "line_items": items,
         "custom_fields": _marker(settings, invoice.id),
+        **currency(invoice.currency, settings),
         **header,
         **_exemption(customer, mapping),
     }
@@ -244,34 +270,57 @@ def credit_note_body(note: CreditNote, contact_id: str, customer: Customer | Non
         "is_inclusive_tax": note.prices_include_tax,
         "line_items": items,
         "notes": note.reason,
+        **currency(note.currency, settings),
         **header,
         **_exemption(customer, mapping),
     }
     return body
 
 
-def payment_body(payment: Payment, contact_id: str, invoice_ids: Mapping[str, str],
+def payment_body(payment: Payment, contact_id: str, applications: Mapping[str, Decimal],
                  mapping: TenantMapping, settings: ZohoBooksSettings) -> dict[str, Any]:
-    """``invoice_ids``: CRM invoice id → Zoho invoice id for every allocation."""
+    """``applications``: Zoho invoice id → amount to apply (already limited to what the
+    invoice can take; the rest stays on the payment as the customer's credit).
+
+    Zoho has no tip concept: the payment is the amount less the tip (what pays the
+    customer's invoices), and the description names the tip that was not recorded.
+    """
     body: dict[str, Any] = {
         "customer_id": contact_id,
         "payment_mode": PAYMENT_MODES[payment.method],
-        "amount": amount(payment.amount),
+        "amount": amount(payment.amount - payment.tip),
         "date": payment.received_date.isoformat(),
         "reference_number": SPEC.truncate("payment.reference_number", payment.number),
         "account_id": mapping.deposit_account(payment.method.value),
-        "invoices": [
-            {"invoice_id": invoice_ids[a.invoice_id], "amount_applied": amount(a.amount)}
-            for a in payment.allocations if a.amount > 0
-        ],
+        "invoices": [{"invoice_id": invoice_id, "amount_applied": amount(value)}
+                     for invoice_id, value in applications.items() if value > 0],
         "custom_fields": _marker(settings, payment.id),
     }
     if payment.processor_fee:
         body["bank_charges"] = amount(payment.processor_fee)
-    description = [f"check {payment.check_number}" if payment.check_number else "",
-                   f"card ****{payment.card_last4}" if payment.card_last4 else ""]
-    if any(description):
-        body["description"] = ", ".join(d for d in description if d)
+    notes = [f"check {payment.check_number}" if payment.check_number else "",
+             f"card ****{payment.card_last4}" if payment.card_last4 else "",
+             f"tip {_q(payment.tip, CENT)} not recorded in Zoho Books" if payment.tip else ""]
+    if any(notes):
+        body["description"] = ", ".join(n for n in notes if n)
+    return body
+
+
+def reapplied_payment_body(record: Mapping[str, Any],
+                           applications: Mapping[str, Decimal]) -> dict[str, Any]:
+    """``PUT /customerpayments/{id}`` body that keeps a stored payment as it is but
+    with ``applications`` (Zoho invoice id → amount) as its invoice applications."""
+    body: dict[str, Any] = {
+        "customer_id": record["customer_id"],
+        "payment_mode": record["payment_mode"],
+        "amount": record["amount"],
+        "date": record["date"],
+        "invoices": [{"invoice_id": invoice_id, "amount_applied": amount(value)}
+                     for invoice_id, value in applications.items() if value > 0],
+    }
+    for field in ("reference_number", "account_id", "custom_fields"):
+        if record.get(field):
+            body[field] = record[field]
     return body
 
 

@@ -25,6 +25,8 @@ message), the CRM must express it as a REFUNDED credit note.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from schemas.models import (
@@ -90,10 +92,11 @@ class ZohoBooks(Platform):
     @staticmethod
     def request(method: str, path: str, purpose: str, settings: ZohoBooksSettings, *,
                 json: Any = None, headers: Mapping[str, str] | None = None,
-                key: str | None = None, accept: frozenset[int] = frozenset()
-                ) -> PlatformRequest:
+                key: str | None = None, accept: frozenset[int] = frozenset(),
+                query: Mapping[str, str] | None = None) -> PlatformRequest:
         return PlatformRequest(
-            method, path, purpose, query={"organization_id": settings.organization_id},
+            method, path, purpose,
+            query={**(query or {}), "organization_id": settings.organization_id},
             headers={"Content-Type": "application/json", **(headers or {})}
             if json is not None else dict(headers or {}),
             json=json, idempotency_key=key, accept_statuses=accept)
@@ -170,23 +173,35 @@ class ZohoBooks(Platform):
             raise ReferenceMissingError(
                 f"customer {customer_id!r} is not synced and the entry carries no snapshot",
                 platform=SPEC.name)
-        response = yield self.request(
-            "PUT", "/contacts", "upsert contact", settings,
-            json=m.contact_body(customer, settings),
-            headers=m.upsert_headers(settings, customer.id),
-            key=context.key_for(SPEC.name, "customer"))
-        contact_id = str(self._record(response, "contact")["contact_id"])
+        record = yield from self._put_contact(customer, context, settings)
+        contact_id = str(record["contact_id"])
         return contact_id, {f"customer:{customer_id}": contact_id}
+
+    def _put_contact(self, customer: Customer, context: SinkContext,
+                     settings: ZohoBooksSettings) -> Step:
+        """Upsert the contact; on a contact-name clash (Zoho names are unique) retry once
+        with the CRM id appended to the name."""
+        body = m.contact_body(customer, settings)
+        for attempt in range(2):
+            response = yield self.request(
+                "PUT", "/contacts", "upsert contact", settings, json=body,
+                headers=m.upsert_headers(settings, customer.id),
+                key=context.key_for(SPEC.name, "customer"),
+                accept=frozenset({400}) if attempt == 0 else frozenset())
+            error = zoho_error(response.status, response.headers, response.body)
+            if error is None:
+                return self._record(response, "contact")
+            if attempt == 0 and "already exists" in error.reason and "contact" in (
+                    error.reason.lower()):
+                body = {**body, "contact_name": m.disambiguated_name(customer)}
+                continue
+            raise error
+        raise AssertionError("unreachable")
 
     def _upsert_customer(self, entry: LedgerEntry, customer: Any, context: SinkContext,
                          settings: ZohoBooksSettings) -> Flow[WriteResult]:
         assert isinstance(customer, Customer)
-        response = yield self.request(
-            "PUT", "/contacts", "upsert contact", settings,
-            json=m.contact_body(customer, settings),
-            headers=m.upsert_headers(settings, customer.id),
-            key=context.key_for(SPEC.name, "customer"))
-        record = self._record(response, "contact")
+        record = yield from self._put_contact(customer, context, settings)
         contact_id = str(record["contact_id"])
         if not customer.active and record.get("status") != "inactive":
             yield self.request("POST", f"/contacts/{contact_id}/inactive", "deactivate contact",
@@ -213,7 +228,11 @@ class ZohoBooks(Platform):
         response = yield self.request(
             "PUT", "/invoices", "upsert invoice", settings, json=body,
             headers=m.upsert_headers(settings, invoice.id),
-            key=context.key_for(SPEC.name, "invoice"))
+            key=context.key_for(SPEC.name, "invoice"), accept=frozenset({400}))
+        error = zoho_error(response.status, response.headers, response.body)
+        if error is not None:
+            voided = yield from self._voided(error, invoice, settings)
+            return replace(voided, related=related)
         record = self._record(response, "invoice")
         if record.get("status") == "draft" and invoice.status is not InvoiceStatus.DRAFT:
             # Zoho creates invoices as drafts; the CRM has issued this one.
@@ -224,6 +243,19 @@ class ZohoBooks(Platform):
         return WriteResult(str(record["invoice_id"]), version=record.get("last_modified_time"),
                            document_number=record.get("invoice_number"), raw=record,
                            related=related)
+
+    def _voided(self, error: SinkError, invoice: Invoice, settings: ZohoBooksSettings) -> Step:
+        """A replayed older version of an invoice Zoho already holds as void: void is
+        final there, so the stale write is done (found by its number); any other
+        rejection is raised."""
+        if "void" not in error.reason.lower() or not settings.use_crm_numbers:
+            raise error
+        found = yield self.request("GET", "/invoices", "find invoice", settings,
+                                   query={"invoice_number": invoice.number})
+        for record in found.json().get("invoices", []):
+            if record.get("invoice_number") == invoice.number and record.get("status") == "void":
+                return WriteResult(str(record["invoice_id"]), raw=record, already_applied=True)
+        raise error
 
     def _void(self, module: str, kind: str, crm_id: str, context: SinkContext,
               settings: ZohoBooksSettings) -> Flow[WriteResult]:
@@ -244,11 +276,35 @@ class ZohoBooks(Platform):
     def _write_payment(self, entry: LedgerEntry, payment: Payment, context: SinkContext,
                        settings: ZohoBooksSettings) -> Flow[WriteResult]:
         mapping = self.mapping(context)
-        invoice_ids = {a.invoice_id: self._known(context, "invoice", a.invoice_id)
-                       for a in payment.allocations}
+        reference = m.SPEC.truncate("payment.reference_number", payment.number)
+        targets = [(self._known(context, "invoice", a.invoice_id), a.amount)
+                   for a in payment.allocations if a.amount > 0]
         contact_id, related = yield from self._contact(entry, payment.customer_id, context,
                                                        settings)
-        body = m.payment_body(payment, contact_id, invoice_ids, mapping, settings)
+        applications: dict[str, Decimal] = {}
+        stored: set[str] = set()
+        for invoice_id, wanted in targets:
+            room, ours = yield from self._room(invoice_id, reference, settings)
+            stored |= ours
+            applied = min(wanted, room - applications.get(invoice_id, Decimal(0)))
+            if applied > 0:
+                applications[invoice_id] = applications.get(invoice_id, Decimal(0)) + applied
+        for payment_id in sorted(stored):  # a replay: money refunded since stays refunded
+            current = yield self.request("GET", f"/customerpayments/{payment_id}",
+                                         "get payment", settings)
+            record = self._record(current, "payment")
+            applied_now = sum((Decimal(str(a["amount_applied"]))
+                               for a in record.get("invoices", [])), Decimal(0))
+            refunded = (Decimal(str(record["amount"])) - applied_now
+                        - Decimal(str(record.get("unused_amount", 0))))
+            excess = sum(applications.values(), Decimal(0)) - (
+                payment.amount - payment.tip - refunded)
+            for invoice_id in reversed(list(applications)):
+                take = min(excess, applications[invoice_id])
+                if take > 0:
+                    applications[invoice_id] -= take
+                    excess -= take
+        body = m.payment_body(payment, contact_id, applications, mapping, settings)
         response = yield self.request(
             "PUT", "/customerpayments", "upsert payment", settings, json=body,
             headers=m.upsert_headers(settings, payment.id),
@@ -257,6 +313,23 @@ class ZohoBooks(Platform):
         return WriteResult(str(record["payment_id"]), version=record.get("last_modified_time"),
                            document_number=record.get("payment_number"), raw=record,
                            related=related)
+
+    def _room(self, invoice_id: str, reference: str, settings: ZohoBooksSettings) -> Step:
+        """What a payment with ``reference`` may apply to the invoice: its balance plus
+        what this same payment already applies (a replay must not shrink it), and the
+        ids of such earlier copies. A void invoice takes nothing: the CRM's allocation
+        becomes the customer's credit."""
+        current = yield self.request("GET", f"/invoices/{invoice_id}", "get invoice", settings)
+        invoice = self._record(current, "invoice")
+        if invoice.get("status") == "void":
+            return Decimal(0), set()
+        listing = yield self.request("GET", f"/invoices/{invoice_id}/payments",
+                                     "list invoice payments", settings)
+        ours = [p for p in listing.json().get("payments", [])
+                if p.get("reference_number") == reference]
+        already = sum((Decimal(str(p.get("amount", 0))) for p in ours), Decimal(0))
+        return (Decimal(str(invoice.get("balance", 0))) + already,
+                {str(p["payment_id"]) for p in ours})
 
     def _delete_payment(self, crm_id: str, context: SinkContext,
                         settings: ZohoBooksSettings) -> Flow[WriteResult]:
@@ -269,10 +342,16 @@ class ZohoBooks(Platform):
 
     def _refund_payment(self, refund: Payment, context: SinkContext,
                         settings: ZohoBooksSettings) -> Flow[WriteResult]:
+        """Zoho refunds only a payment's unused amount. When the CRM refund re-opens
+        invoices (its allocations), first take that much off the original payment's
+        applications to those invoices, unless an earlier attempt already freed it
+        (the unused amount covers the refund), then refund."""
         if refund.refund_of is None:
             raise PayloadRejectedError(f"refund {refund.number} names no original payment",
                                        platform=SPEC.name)
         original = self._known(context, "payment", refund.refund_of)
+        reopen = [(self._known(context, "invoice", a.invoice_id), a.amount)
+                  for a in refund.allocations if a.amount > 0]
         body = m.payment_refund_body(refund, self.mapping(context))
         listing = yield self.request("GET", f"/customerpayments/{original}/refunds",
                                      "list payment refunds", settings)
@@ -280,11 +359,26 @@ class ZohoBooks(Platform):
             if existing.get("reference_number") == body["reference_number"]:
                 return WriteResult(str(existing["payment_refund_id"]), raw=existing,
                                    already_applied=True)
+        current = yield self.request("GET", f"/customerpayments/{original}", "get payment",
+                                     settings)
+        record = self._record(current, "payment")
+        need = refund.amount - Decimal(str(record.get("unused_amount", 0)))
+        if need > 0 and reopen:
+            applied = {str(a["invoice_id"]): Decimal(str(a["amount_applied"]))
+                       for a in record.get("invoices", [])}
+            for invoice_id, value in reopen:
+                take = min(value, need, applied.get(invoice_id, Decimal(0)))
+                if take > 0:
+                    applied[invoice_id] -= take
+                    need -= take
+            yield self.request("PUT", f"/customerpayments/{original}", "reapply payment",
+                               settings, json=m.reapplied_payment_body(record, applied),
+                               key=context.key_for(SPEC.name, "reapply"))
         response = yield self.request(
             "POST", f"/customerpayments/{original}/refunds", "refund payment", settings,
             json=body, key=context.key_for(SPEC.name, "refund"))
-        record = self._record(response, "payment_refund")
-        return WriteResult(str(record["payment_refund_id"]), raw=record)
+        refunded = self._record(response, "payment_refund")
+        return WriteResult(str(refunded["payment_refund_id"]), raw=refunded)
 
     # ------------------------------------------------------------------ credit notes
 

@@ -38,6 +38,10 @@ class ZohoBooksSettings(BaseModel):
     unique_field: str = "cf_ledgerstream_id"
     #: Send the CRM's document numbers (else Zoho's auto-numbering assigns them).
     use_crm_numbers: bool = True
+    #: The organisation's base currency, and Zoho ``currency_id`` of every other
+    #: currency the CRM bills in (from ``GET /settings/currencies``).
+    base_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    currency_ids: dict[str, str] = Field(default_factory=dict)
     #: Override the API base URL (sandbox, tests); derived from ``data_centre`` if unset.
     base_url: str | None = None
 

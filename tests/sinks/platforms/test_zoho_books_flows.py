@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from openapi_core import OpenAPI
-from openapi_core.datatypes import RequestParameters
-from werkzeug.datastructures import Headers
 
 from schemas.examples import (
     sample_credit_note_event,
@@ -38,6 +33,7 @@ from schemas.models import (
     InvoiceStatus,
     LedgerEntry,
     Op,
+    PaymentKind,
 )
 from sinks.core.contract import (
     FlowRunner,
@@ -60,69 +56,18 @@ from sinks.core.mapping import TenantConfig
 from sinks.platforms.zoho_books import ZohoBooks
 from sinks.sandbox.core import ManualClock
 from sinks.sandbox.zoho_books import ZohoBooksSandbox
+from tests.sinks.contract.harness_zoho_books import (
+    ARRAY_SPEC_QUIRK,
+    MAPPING,
+    MODULES,
+    QUIRKY_SCHEMAS,
+    SPECS,
+    zoho_spec,
+)
 
-SPECS = Path("/work/shared/specs/zoho-books")
 ORG = "20001"
 TENANT = "t1"
-TAX = "460000000001001"
-MAPPING: dict[str, Any] = {
-    "items": {"labor": "460000000002001", "parts": "460000000002002",
-              "fees": "460000000002003", "discounts": "460000000002004"},
-    "tax_codes": {"TX-AUSTIN": TAX},
-    "exempt_tax_code": "460000000001900",
-    "deposit_accounts": {"card": "460000000003002", "default": "460000000003001"},
-}
-MODULES = {"contacts": "contacts.yml", "invoices": "invoices.yml",
-           "creditnotes": "credit-notes.yml", "customerpayments": "customer-payments.yml"}
-#: Zoho's payment and apply-credit request schemas list ``invoice_id`` and
-#: ``amount_applied`` as top-level required fields next to the ``invoices`` array that
-#: carries them; the documented examples omit them. Validation relaxes exactly these
-#: two in exactly these schemas (see test_array_spec_quirk_is_still_there).
-ARRAY_SPEC_QUIRK = {"invoice_id", "amount_applied"}
-QUIRKY_SCHEMAS = {
-    "customerpayments": ("create-a-payment-request", "update-a-payment-request"),
-    "creditnotes": ("credit-to-an-invoice-request",),
-}
-
-
-@dataclass
-class _SpecRequest:
-    host_url: str
-    path: str
-    method: str
-    parameters: RequestParameters
-    content_type: str
-    body: bytes | None
-
-    @property
-    def full_url_pattern(self) -> str:
-        return self.host_url + self.path
-
-
-def _load(module: str) -> OpenAPI:
-    data = yaml.safe_load((SPECS / MODULES[module]).read_text())
-    for name in QUIRKY_SCHEMAS.get(module, ()):
-        schema = data["components"]["schemas"][name]
-        schema["required"] = [r for r in schema["required"] if r not in ARRAY_SPEC_QUIRK]
-        if not schema["required"]:
-            del schema["required"]
-    return OpenAPI.from_dict(data)
-
-
-_SPECS: dict[str, OpenAPI] = {}
-
-
-def validate(request: PlatformRequest) -> None:
-    """Raise if ``request`` does not validate against Zoho's OpenAPI file."""
-    module = request.path.strip("/").split("/")[0]
-    if module not in _SPECS:
-        _SPECS[module] = _load(module)
-    headers = Headers({**request.headers, "Authorization": "Zoho-oauthtoken x"})
-    body = json.dumps(request.json).encode() if request.json is not None else None
-    _SPECS[module].validate_request(_SpecRequest(
-        "https://www.zohoapis.com", "/books/v3" + request.path, request.method.lower(),
-        RequestParameters(query=dict(request.query), header=headers),
-        "application/json" if body is not None else "", body))
+validate = zoho_spec().validate
 
 
 needs_specs = pytest.mark.skipif(not SPECS.exists(),
@@ -290,9 +235,25 @@ def test_payment_refund_of_unused_amount_once(h: Harness) -> None:
     again = h.write(refund)
     assert again.external_id == first.external_id and again.already_applied
     assert h.report()["payments"][0]["unapplied"] == "250.00"
-    too_much = sample_refund_event(refund_id="ref2", amount=Decimal("300.00"))
+    unallocated = sample_payment("ref2", amount=Decimal("300.00"), kind=PaymentKind.REFUND,
+                                 refund_of="pay1", allocations=())
     with pytest.raises(PayloadRejectedError, match="exceeds the unused amount"):
-        h.write(too_much)
+        h.write(sample_payment_event(payment_id="ref2", payment=unallocated))
+
+
+def test_refund_reopening_an_invoice_takes_it_off_the_payment(h: Harness,
+                                                              sandbox: ZohoBooksSandbox) -> None:
+    invoice = h.write(sample_invoice_event())
+    total = sample_invoice().total
+    h.write(sample_payment_event(amount=total))
+    refund = sample_refund_event(amount=Decimal("50.00"))
+    sandbox.faults.arm("drop_after_write", 1, ORG)  # the re-application is lost in transit
+    h.write(refund)
+    h.write(refund)
+    report = h.report()
+    assert Decimal(_doc(report, invoice.external_id)["balance"]) == Decimal("50.00")
+    assert report["payments"][0]["unapplied"] == "0.00"
+    assert len(sandbox.orgs[ORG].payment_refunds) == 1
 
 
 def test_void_invoice_and_replay(h: Harness) -> None:
