@@ -102,8 +102,9 @@ def rows_of(dsn: str) -> list[OutboxRow]:
             f"SELECT {OutboxRow.COLUMNS} FROM outbox ORDER BY sequence")]
 
 
-def bench_encode(rows: list[OutboxRow], registry: str, topics: Topics) -> tuple[float, list]:
-    encoder = RowEncoder(Serde(registry), topics)
+def bench_encode(rows: list[OutboxRow], registry: str, topics: Topics,
+                 validation: str) -> tuple[float, list]:
+    encoder = RowEncoder(Serde(registry), topics, validation)  # type: ignore[arg-type]
     encoder.encode(rows[0])  # register the schema outside the timing
     started = time.perf_counter()
     encoded = [encoder.encode(r) for r in rows]
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--relays", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--validation", choices=["schema", "contract"], default="schema")
     args = parser.parse_args()
     bootstrap, registry = env("KAFKA_BOOTSTRAP_SERVERS"), env("SCHEMA_REGISTRY_URL")
     admin = env("DATABASE_URL")
@@ -168,7 +170,7 @@ def main() -> None:
              f"- machine: {machine()}",
              "- Kafka 4.1 (1 broker, same machine), Apicurio 3.0 ccompat, PostgreSQL 15",
              "- producer: acks=all, enable.idempotence, lz4, linger.ms=5",
-             f"- relay: batch_size={args.batch_size}, pydantic validation + AvroSerializer"]
+             f"- relay: batch_size={args.batch_size}, validation={args.validation}"]
     for relays in args.relays:
         dsn = make_db(admin)
         try:
@@ -178,7 +180,7 @@ def main() -> None:
             size = sum(len(r.payload or "") for r in rows) / len(rows)
             topics = Topics(suffix=f"bench{uuid.uuid4().hex[:6]}")
             ensure_topics(bootstrap, topics)
-            enc_s, encoded = bench_encode(rows, registry, topics)
+            enc_s, encoded = bench_encode(rows, registry, topics, args.validation)
             avro = sum(len(e.value) for e in encoded) / len(encoded)
             raw_topics = Topics(suffix=topics.suffix + "raw")
             ensure_topics(bootstrap, raw_topics)
@@ -190,7 +192,7 @@ def main() -> None:
                 kafka_bootstrap_servers=bootstrap, schema_registry_url=registry,
                 database_url=dsn, topic_suffix=topics.suffix, create_topics=False,
                 exit_when_idle=True, batch_size=args.batch_size,
-                buckets_per_claim=64 if relays == 1 else 32)
+                buckets_per_claim=64 if relays == 1 else 32, validation=args.validation)
             relay_s = bench_relays(dsn, settings, relays)
         finally:
             drop_db(admin, dsn)
