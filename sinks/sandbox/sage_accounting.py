@@ -83,7 +83,8 @@ class Business:
         self.seq = 0
         self.ledger_accounts = {"LA-LABOR", "LA-PARTS", "LA-FEES", "LA-DISCOUNTS", "LA-TIPS",
                                 "LA-CARDFEES"}
-        self.tax_rates = {"US_AUSTIN": Decimal("0.0825"), "US_EXEMPT": Decimal(0),
+        self.tax_rates = {"US_AUSTIN": Decimal("0.0825"), "US_TX_STATE": Decimal("0.0625"),
+                          "US_EXEMPT": Decimal(0),
                           "US_NO_TAX": Decimal(0)}
         self.bank_accounts = {"BA-CHECKING", "BA-UNDEPOSITED"}
         self.numbers = {"SI": 0, "SCN": 0}

@@ -5,13 +5,14 @@ Field names follow ``shared/specs/sage-accounting/swagger-2.0.0.json``
 ``postContactPayments``, ``postContactAllocations``, ``postOtherPayments``). Every
 function here is a table lookup plus arithmetic; no I/O, no flow control.
 
-Rounding rule (explicit, Sage computes per line): each line's ``net_amount`` is
-``quantity * unit_price`` rounded half-up to 2 places, each line's ``tax_amount`` is
-``net * rate`` rounded half-up to 2 places, and then, per tax code, the cent
-difference between the sum of line taxes and the CRM's document tax for that code is
-put on that code's largest line, so the document Sage stores totals exactly what the
-customer was billed. ``unit_price`` and ``quantity`` keep up to 4 places (the CRM's
-precision for rates and quantities).
+Rounding rule (explicit, Sage computes per line): each line's ``net_amount`` is the
+CRM line amount (``quantity * unit_price`` re-derived when the CRM rounded
+differently, see :func:`_quantity_and_price`) rounded half-up to 2 places, each
+line's ``tax_amount`` is ``net * rate`` rounded half-up to 2 places, and then, per
+tax code, the cent difference between the sum of line taxes and the CRM's document
+tax for that code is put on that code's largest line, so the document Sage stores
+totals exactly what the customer was billed. ``unit_price`` and ``quantity`` keep up
+to 4 places (the CRM's precision for rates and quantities).
 """
 
 from __future__ import annotations
@@ -130,6 +131,25 @@ def _line_rate(line: DocumentLine, rates: dict[str, Decimal]) -> Decimal:
     return rates.get(line.tax_code, Decimal(0))
 
 
+def _quantity_and_price(line: DocumentLine) -> tuple[Decimal, Decimal, str]:
+    """Quantity, unit price and description whose product is the CRM line amount.
+
+    The CRM's amount wins: when ``quantity * unit_price`` does not round to it (the CRM
+    rounded differently), the unit price is re-derived to 4 places; if even that cannot
+    reproduce the amount, the line is sent as 1 x amount and the original figures are
+    kept in the description, so Sage's net equals what the customer was billed.
+    """
+    amount = cents(line.amount)
+    if cents(line.quantity * line.unit_price) == amount:
+        return line.quantity, line.unit_price, line.description
+    if line.quantity:
+        derived = (amount / line.quantity).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+        if cents(line.quantity * derived) == amount:
+            return line.quantity, derived, line.description
+    note = f"{line.description} ({format(line.quantity.normalize(), 'f')} x {line.unit_price})"
+    return Decimal(1), amount, note
+
+
 def document_lines(
     lines: Iterable[DocumentLine],
     tax_lines: Iterable[TaxLine],
@@ -150,17 +170,18 @@ def document_lines(
     out: list[dict[str, Any]] = []
     tax_per_line: list[Decimal] = []
     for line in lines:
-        net = cents(line.quantity * line.unit_price)
+        net = cents(line.amount)
+        quantity, unit_price, description = _quantity_and_price(line)
         taxable = not exempt and line.tax_code is not None
         tax = cents(net * _line_rate(line, rates)) if taxable else Decimal(0)
         tax_rate_id = (mapping.tax_code(line.tax_code) if taxable
                        else mapping.tax_code(None, exempt=True))
         tax_per_line.append(tax)
         out.append({
-            "description": _cut(line.description, limits.line_description),
+            "description": _cut(description, limits.line_description),
             "ledger_account_id": mapping.income_account(LINE_ACCOUNT_KIND[line.kind]),
-            "quantity": json_number(line.quantity, 4),
-            "unit_price": json_number(line.unit_price, 4),
+            "quantity": json_number(quantity, 4),
+            "unit_price": json_number(unit_price, 4),
             "net_amount": json_number(net),
             "tax_rate_id": tax_rate_id,
             "_tax": tax,

@@ -311,6 +311,11 @@ class SageAccounting(Platform):
                                                f"get {collection}")))
         if _is_void(current):
             return _result(current, number_field, already_applied=True)
+        if _norm(current.get("outstanding_amount")) != _norm(current.get("total_amount")):
+            raise UnsupportedEventError(
+                f"{current.get(number_field)} has payments or credit allocated; Sage voids "
+                "only unallocated documents: remove the allocations in Sage (the money then "
+                "stays on account) and replay the event", platform=NAME)
         reason = self._settings(context).void_reason
         response = yield self._request(context, "DELETE", f"/{collection}/{known}",
                                        f"void {collection}", query={"void_reason": reason})
@@ -327,21 +332,36 @@ class SageAccounting(Platform):
 
     # ------------------------------------------------------------------ payments
 
-    def _artefacts(self, context: SinkContext, payment: Payment) -> list[tuple[str, Decimal]]:
+    def _artefacts(self, context: SinkContext, payment: Payment, *, cap: bool
+                   ) -> Flow[list[tuple[str, Decimal]]]:
+        """Sage artefacts the payment is allocated to. On create (``cap``), an
+        allocation beyond the invoice's outstanding amount (an over-payment) is capped
+        at it; the rest stays on account."""
         out = []
         refund = payment.kind is PaymentKind.REFUND
         for allocation in payment.allocations:
-            kind = "credit_note" if refund else "invoice"
-            target = context.external_ids.get(f"{kind}:{allocation.invoice_id}")
-            if target is None and refund:
-                # Sage allocates a CUSTOMER_REFUND only to credit notes or money on
-                # account; a refund of a receipt against an invoice stays unallocated.
+            if refund:
+                target = context.external_ids.get(f"credit_note:{allocation.invoice_id}")
+                if target is None:
+                    raise UnsupportedEventError(
+                        f"refund {payment.number} re-opens invoice {allocation.invoice_id!r}; "
+                        "Sage allocates a customer refund only to credit notes or money on "
+                        "account, so the original receipt's allocation must be reduced in "
+                        "Sage first", platform=NAME)
+                out.append((target, m.cents(allocation.amount)))
                 continue
+            target = context.external_ids.get(f"invoice:{allocation.invoice_id}")
             if target is None:
                 raise ReferenceMissingError(
                     f"payment {payment.number} is allocated to invoice "
                     f"{allocation.invoice_id!r}, which has not reached Sage", platform=NAME)
-            out.append((target, m.cents(allocation.amount)))
+            amount = m.cents(allocation.amount)
+            if cap:
+                invoice = unwrap((yield self._request(
+                    context, "GET", f"/sales_invoices/{target}", "get invoice")))
+                amount = min(amount, Decimal(str(invoice.get("outstanding_amount", 0))))
+            if amount > 0:
+                out.append((target, amount))
         return out
 
     def _payment_create(self, entry: LedgerEntry, context: SinkContext) -> Flow[WriteResult]:
@@ -350,9 +370,9 @@ class SageAccounting(Platform):
         mapping = self._tenant(context).mapping
         bank = mapping.deposit_account(payment.method.value)
         contact_id = yield from self._contact_id(entry, payment.customer_id, context)
-        allocations = self._artefacts(context, payment)
-        body = m.receipt_body(payment, contact_id, bank, allocations, limits=_limits())
         known = context.external_ids.get(key)
+        allocations = yield from self._artefacts(context, payment, cap=not known)
+        body = m.receipt_body(payment, contact_id, bank, allocations, limits=_limits())
         if known:
             response = yield self._request(context, "PUT", f"/contact_payments/{known}",
                                            "update payment", json=wrap("contact_payment", body))

@@ -164,8 +164,9 @@ def test_void_invoice_and_replay_of_the_void(harness: Harness) -> None:
 def test_void_refused_while_paid_is_a_rejection(harness: Harness) -> None:
     harness.write(invoice_entry())
     harness.write(sample_ledger_entry(sample_payment_event(amount=D("10.00"))))
-    with pytest.raises(PayloadRejectedError, match="payments or allocations"):
+    with pytest.raises(UnsupportedEventError, match="voids only unallocated"):
         harness.write(sample_ledger_entry(sample_invoice_event(op=Op.DELETE, version=2)))
+    assert report(harness)["documents"][0]["status"] != "VOIDED"
 
 
 def test_payment_delete_releases_the_invoice(harness: Harness) -> None:
@@ -210,10 +211,21 @@ def test_refunded_credit_note_gets_a_customer_refund(harness: Harness) -> None:
 def test_refund_payment_is_a_customer_refund(harness: Harness) -> None:
     harness.write(invoice_entry())
     harness.write(sample_ledger_entry(sample_payment_event(amount=TOTAL)))
-    harness.write(sample_ledger_entry(sample_refund_event()))
+    with pytest.raises(UnsupportedEventError, match="re-opens invoice"):
+        harness.write(sample_ledger_entry(sample_refund_event()))
+    harness.write(refund_on_account())
     types = sorted(p["transaction_type"]["id"]
                    for p in harness.sandbox.business(BUSINESS).contact_payments.values())
     assert types == ["CUSTOMER_RECEIPT", "CUSTOMER_REFUND"]
+
+
+def refund_on_account() -> LedgerEntry:
+    """A refund of money held on account: no allocation."""
+    event = sample_refund_event()
+    payment = event.payload
+    assert payment is not None
+    return sample_ledger_entry(event.model_copy(update={
+        "payload": payment.model_copy(update={"allocations": ()})}))
 
 
 def test_unsynced_references_and_unsupported_events(harness: Harness) -> None:
@@ -276,7 +288,7 @@ def test_every_request_built_validates_against_the_swagger(harness: Harness) -> 
     harness.write(sample_ledger_entry(sample_credit_note_event(invoice_id="inv2")))
     harness.write(sample_ledger_entry(sample_credit_note_event(
         credit_note_id="cn2", invoice_id=None, disposition=CreditDisposition.REFUNDED)))
-    harness.write(sample_ledger_entry(sample_refund_event()))
+    harness.write(refund_on_account())
     harness.write(sample_ledger_entry(sample_invoice_event(
         invoice_id="inv3", invoice=sample_invoice("inv3"))))
     harness.write(sample_ledger_entry(sample_invoice_event(invoice_id="inv3", op=Op.DELETE,

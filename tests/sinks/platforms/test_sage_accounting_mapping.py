@@ -63,6 +63,21 @@ def test_net_amount_is_half_up_per_line_and_prices_keep_four_places() -> None:
     assert out["tax_rate_id"] == "US_NO_TAX" and out["tax_amount"] == 0.0
 
 
+def test_crm_line_amount_wins_over_quantity_times_price() -> None:
+    odd = DocumentLine(line_id="o", kind=LineKind.LABOR, description="Labor 0.333 h",
+                       quantity=D("0.333"), unit_price=D("95.00"), amount=D("31.60"))
+    [out] = m.document_lines([odd], [], MAPPING, exempt=False, limits=LIMITS)
+    assert out["net_amount"] == 31.6  # 0.333 * 95 = 31.635 would round to 31.64
+    assert (out["quantity"], out["unit_price"]) == (0.333, 94.8949)  # re-derived price
+    assert m.cents(D(str(out["quantity"])) * D(str(out["unit_price"]))) == D("31.60")
+    assert out["description"] == "Labor 0.333 h"
+    hopeless = odd.model_copy(update={"quantity": D("1000"), "unit_price": D("0"),
+                                      "amount": D("0.01")})
+    [out] = m.document_lines([hopeless], [], MAPPING, exempt=False, limits=LIMITS)
+    assert (out["quantity"], out["unit_price"], out["net_amount"]) == (1.0, 0.01, 0.01)
+    assert out["description"] == "Labor 0.333 h (1000 x 0)"
+
+
 def test_exempt_customer_gets_exempt_code_and_no_tax() -> None:
     invoice = sample_invoice()
     body = m.invoice_body(invoice, "C1", MAPPING, exempt=True, limits=LIMITS)
