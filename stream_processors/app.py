@@ -157,6 +157,10 @@ class LedgerProcessor:
         async def send_ticks() -> None:
             await self.send_ticks()
 
+        self._native = {
+            t: app.topic(t, key_serializer="raw", value_serializer="raw")
+            for t in (n.ledger_entries, n.ledger_balances, n.ledger_dlq)
+        }
         app.agent(source, name="ledger")(ledger_agent)
         app.agent(tax_source, name="tax-rates")(tax_rate_agent)
         app.timer(self.settings.tick_interval_seconds)(send_ticks)
@@ -172,6 +176,10 @@ class LedgerProcessor:
         return f"{self.app.conf.id}-{group}-{msg.partition}"
 
     async def emit(self, msg: Message, topic: str, key: bytes, value: bytes) -> None:
+        if self.settings.faust_native_output:
+            await self._native[topic].send(key=key, value=value)
+            self.metrics.events_out.labels(topic).inc()
+            return
         fut = await self.app.producer.send(
             topic, key, value, None, None, None, transactional_id=self._transactional_id(msg)
         )

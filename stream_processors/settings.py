@@ -58,6 +58,10 @@ class ProcessorSettings(BaseSettings):
     wipe_state_on_unclean_start: bool = True
     """With exactly_once, discard local RocksDB state after a crash and restore it from
     the (committed) changelogs: RocksDB keeps writes of aborted transactions."""
+    faust_native_output: bool = False
+    """Diagnostic only: produce ledger.* with faust's own ``topic.send()`` (which, under
+    exactly_once, bypasses the transaction — faust-streaming #177) instead of through
+    the input partition's transactional producer. Kept to reproduce the bug."""
     auto_register_schemas: bool = True
     """Register the ledger.* schemas on first use; set False in production, where
     ``schemas.registry`` registers them at deploy time."""

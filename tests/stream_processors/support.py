@@ -354,3 +354,18 @@ def wait_until_consumed(bootstrap: str, group: str, topics: list[str], timeout: 
             raise AssertionError("worker died")
         time.sleep(1)
     raise AssertionError(f"{group} did not consume {topics} within {timeout}s")
+
+
+def wait_for_progress(bootstrap: str, group: str, topics: list[str], timeout: float,
+                      alive: Any = None) -> None:
+    """Wait until the group commits past where it is now (or has nothing left)."""
+    start = committed_lag(bootstrap, group, topics)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lag = committed_lag(bootstrap, group, topics)
+        if lag < start or lag == 0:
+            return
+        if alive is not None and not alive():
+            raise AssertionError("worker died")
+        time.sleep(0.2)
+    raise AssertionError(f"{group} made no progress within {timeout}s")

@@ -35,6 +35,7 @@ from tests.stream_processors.support import (
     entries,
     latest_balances,
     send_workload,
+    wait_for_progress,
     wait_until_consumed,
     worker,
 )
@@ -129,20 +130,23 @@ def test_sigkill_at_random_points_never_double_counts(
     writer.send(sample_tax_rate_event())
     events = build_workload(seed=11, customers=40, documents=3000)
     customer_of: dict[str, str] = {}
-    chunks = [events[i::4] for i in range(4)]  # interleaved, per-key order kept below
     chunks = [events[k * len(events) // 4:(k + 1) * len(events) // 4] for k in range(4)]
+    inputs = [names.crm_financial_events, names.crm_customers]
     kills = 0
     with worker(tmp_path, kafka_bootstrap, schema_registry_url, names.suffix) as w:
         for chunk in chunks:
             send_workload(writer, chunk, customer_of)
             writer.flush()
             for _ in range(2):
-                time.sleep(rng.uniform(1.0, 6.0))
+                # kill only once this incarnation has committed progress, then at a
+                # random point of the work that follows
+                wait_for_progress(kafka_bootstrap, names.processor_app_id, inputs, 120,
+                                  alive=lambda: w.alive)
+                time.sleep(rng.uniform(0.0, 1.5))
                 w.kill()
                 kills += 1
                 w.start()
-        wait_until_consumed(kafka_bootstrap, names.processor_app_id,
-                            [names.crm_financial_events, names.crm_customers], 300,
+        wait_until_consumed(kafka_bootstrap, names.processor_app_id, inputs, 300,
                             alive=lambda: w.alive)
         assert w.stop() == 0
     assert kills == 8

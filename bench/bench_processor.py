@@ -1,0 +1,199 @@
+"""Benchmark of one processor worker (run by hand, against the real broker/registry).
+
+    KAFKA_BOOTSTRAP_SERVERS=... SCHEMA_REGISTRY_URL=... \\
+        .venv/bin/python bench/bench_processor.py --documents 30000 --customers 2000
+
+What it measures, in one run over the same input topic:
+
+1. a raw aiokafka consume of ``crm.financial-events`` (read_committed, no decoding):
+   the ceiling the broker and the Python client allow;
+2. ``python -m stream_processors`` with ``exactly_once``, then with ``at_least_once``
+   (each its own app id, so each starts from offset 0): events/s from the first
+   committed progress until the group has committed everything, the time including
+   start-up and the worker's peak RSS.
+
+Results are printed and appended to ``bench/RESULTS.md`` under a "stream processor"
+heading (other benchmarks keep their own sections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+
+from schemas.examples import sample_tax_rate_event  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
+from tests.stream_processors.support import (  # noqa: E402
+    EventWriter,
+    build_workload,
+    committed_lag,
+    create_topics,
+    delete_topics,
+    send_workload,
+)
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def total_ram_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"bench.raw.{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+        isolation_level="read_committed", max_poll_records=2000)
+    await consumer.start()
+    try:
+        seen = 0
+        started = None
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            for records in batch.values():
+                if started is None:
+                    started = time.perf_counter()
+                seen += len(records)
+        assert started is not None
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def run_worker(bootstrap: str, registry: str, names: Topics, guarantee: str, data: Path,
+               expected_inputs: list[str], timeout: float) -> dict[str, float]:
+    app_id = f"{names.processor_app_id}.{guarantee}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+           "SCHEMA_REGISTRY_URL": registry}
+    log = (data / f"{guarantee}.log").open("wb")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_processors", "--topic-suffix", names.suffix,
+         "--app-id", app_id, "--data-dir", str(data / guarantee),
+         "--processing-guarantee", guarantee, "--log-level", "warn"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    first_progress = None
+    peak_rss = 0.0
+    total = None
+    try:
+        total = committed_lag(bootstrap, app_id, expected_inputs)
+        while time.perf_counter() - started < timeout:
+            time.sleep(0.25)
+            peak_rss = max(peak_rss, rss_mb(proc.pid))
+            lag = committed_lag(bootstrap, app_id, expected_inputs)
+            if first_progress is None and lag < total:
+                first_progress = (time.perf_counter(), total - lag)
+            if lag == 0:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited {proc.returncode}, see {log.name}")
+        else:
+            raise RuntimeError(f"{guarantee}: not done within {timeout}s")
+        done = time.perf_counter()
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+    assert first_progress is not None and total
+    t0, done_at_first = first_progress
+    return {
+        "events_per_s": (total - done_at_first) / max(done - t0, 1e-9),
+        "events_per_s_incl_startup": total / (done - started),
+        "seconds": done - started,
+        "peak_rss_mb": peak_rss,
+        "events": total,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=30000)
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--keep-topics", action="store_true")
+    args = parser.parse_args()
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    registry = os.environ["SCHEMA_REGISTRY_URL"]
+    names = Topics(suffix=f"bench{uuid.uuid4().hex[:6]}")
+    create_topics(bootstrap, names)
+    data = Path(f"/tmp/ledgerstream-bench-{names.suffix}")
+    data.mkdir(parents=True)
+    try:
+        writer = EventWriter(bootstrap, registry, names)
+        writer.send(sample_tax_rate_event())
+        events = build_workload(seed=1, customers=args.customers, documents=args.documents)
+        t = time.perf_counter()
+        send_workload(writer, events, {})
+        writer.flush()
+        print(f"produced {len(events)} events in {time.perf_counter() - t:.1f}s")
+        n_fin = len(events) - args.customers
+        raw = asyncio.run(raw_consume(bootstrap, names.crm_financial_events, n_fin))
+        print(f"raw aiokafka consume: {raw:,.0f} records/s")
+        inputs = [names.crm_financial_events, names.crm_customers]
+        results = {g: run_worker(bootstrap, registry, names, g, data, inputs, args.timeout)
+                   for g in ("exactly_once", "at_least_once")}
+        for g, r in results.items():
+            print(f"{g}: {r['events_per_s']:,.0f} events/s steady, "
+                  f"{r['events_per_s_incl_startup']:,.0f} incl. start-up, "
+                  f"{r['seconds']:.1f}s, peak RSS {r['peak_rss_mb']:.0f} MB")
+        append_results(args, len(events), raw, results)
+    finally:
+        if not args.keep_topics:
+            delete_topics(bootstrap, names, names.processor_app_id)
+
+
+def append_results(args: argparse.Namespace, n: int, raw: float,
+                   results: dict[str, dict[str, float]]) -> None:
+    header = "# Benchmark results\n\nEach benchmark appends its own section.\n"
+    if not RESULTS.exists():
+        RESULTS.write_text(header)
+    lines = [
+        "",
+        f"## stream processor — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"`bench/bench_processor.py --documents {args.documents} --customers "
+        f"{args.customers}`: {n} input events ({args.customers} customers + documents, "
+        "incl. ~7 % duplicates/stale), one worker, 12 partitions; "
+        f"machine: `nproc`={os.cpu_count()}, RAM {total_ram_gb():.0f} GB, "
+        f"Python {platform.python_version()}, faust-streaming 0.15.3, aiokafka, Kafka 4.1.",
+        "",
+        "| run | events/s (steady) | events/s incl. start-up | wall s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|",
+        f"| raw aiokafka consume (no decode) | {raw:,.0f} | | | |",
+    ]
+    for g, r in results.items():
+        lines.append(f"| worker, {g} | {r['events_per_s']:,.0f} | "
+                     f"{r['events_per_s_incl_startup']:,.0f} | {r['seconds']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} |")
+    with RESULTS.open("a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
