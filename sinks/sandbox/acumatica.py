@@ -574,13 +574,13 @@ class AcumaticaSandbox(Sandbox):
     def ledger_report(self, tenant: str) -> dict[str, Any]:
         co = self.company(tenant)
         documents = [DocumentSummary(
-            "invoice" if doc["Type"] == "Invoice" else "credit_note", doc["id"],
+            "invoice" if doc["Type"] == "Invoice" else "credit_note", _key(doc),
             doc["ReferenceNbr"], doc.get("CustomerOrder") or None, doc["Customer"],
             doc["Status"].upper() if doc["Status"] == "Voided" else doc["Status"],
             money(doc["Amount"]), money(doc["Balance"]), str(doc["Date"])[:10], doc["_seq"])
             for doc in co.invoices.values()]
         payments = [PaymentSummary(
-            p["id"], p["CustomerID"], money(p["PaymentAmount"]),
+            _key(p), p["CustomerID"], money(p["PaymentAmount"]),
             money(p["PaymentAmount"]) - money(p.get("AppliedToDocuments", 0))
             if p["Status"] in ("Open", "Closed") else money(p["PaymentAmount"]),
             "VOIDED" if p["Status"] == "Voided" else p["Status"],
@@ -594,11 +594,9 @@ class AcumaticaSandbox(Sandbox):
                 target = self._target(co, item)
                 if target is None or target.get("Type") != "Invoice":
                     continue
-                source = (co.invoices[("Credit Memo", p["ReferenceNbr"])]["id"]
-                          if p["Type"] == "Credit Memo" else p["id"])
                 applications.append(Application(
-                    "credit_note" if p["Type"] == "Credit Memo" else "payment", source,
-                    target["id"], money(item.get("AmountPaid"))))
+                    "credit_note" if p["Type"] == "Credit Memo" else "payment", _key(p),
+                    _key(target), money(item.get("AmountPaid"))))
         customers = [CustomerSummary(c["CustomerID"], c["CustomerName"],
                                      c.get("Status") != "Inactive")
                      for c in co.customers.values()]
@@ -607,6 +605,12 @@ class AcumaticaSandbox(Sandbox):
 
 class _Precondition(Exception):
     pass
+
+
+def _key(record: Entry) -> str:
+    """The report's id of a document: its key fields, ``Type/ReferenceNbr``, which is
+    also the external id the sink stores."""
+    return f"{record['Type']}/{record['ReferenceNbr']}"
 
 
 def _mark(wrapped: Entry, path: str, message: str) -> None:

@@ -31,6 +31,7 @@ from sinks.core.errors import PayloadRejectedError
 
 __all__ = [
     "error_entries",
+    "exact_quantity_price",
     "hex_key",
     "items_of",
     "json_number",
@@ -48,6 +49,27 @@ def json_number(value: Decimal, places: int = 2, rounding: str = ROUND_HALF_UP) 
     """
     quantum = Decimal(1).scaleb(-places)
     return float(value.quantize(quantum, rounding=rounding))
+
+
+def exact_quantity_price(quantity: Decimal, unit_price: Decimal, amount: Decimal
+                         ) -> tuple[Decimal, Decimal, bool]:
+    """Quantity and unit price whose product rounds (half-up, cents) to ``amount``.
+
+    Both Sage and Acumatica recompute a line's amount from quantity x unit price, so a
+    CRM that rounded its line amount differently would drift by a cent. The CRM amount
+    wins: the unit price is re-derived to 4 places, and if even that cannot reproduce
+    the amount, ``(1, amount)`` is returned with ``False`` (the caller keeps the original
+    figures in the line's description).
+    """
+    cent = Decimal("0.01")
+    target = amount.quantize(cent, rounding=ROUND_HALF_UP)
+    if (quantity * unit_price).quantize(cent, rounding=ROUND_HALF_UP) == target:
+        return quantity, unit_price, True
+    if quantity:
+        derived = (target / quantity).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+        if (quantity * derived).quantize(cent, rounding=ROUND_HALF_UP) == target:
+            return quantity, derived, True
+    return Decimal(1), target, False
 
 
 def hex_key(key: str) -> str:

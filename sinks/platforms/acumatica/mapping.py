@@ -7,10 +7,12 @@ Bodies are built as plain dicts and wrapped into ``{"Field": {"value": ...}}`` b
 Rounding rule (explicit): Acumatica rounds line amounts to the currency precision
 (2 places for USD/EUR/GBP/AUD) with midpoint away from zero, i.e. half-up for
 positive and negative amounts alike: each line's ``Amount`` = ``Qty * UnitPrice``
-rounded half-up per line. Tax is sent per document as ``TaxDetails`` (one row per CRM
-tax code, mapped to an Acumatica ``TaxID``) with the CRM's own taxable and tax amounts,
-so Acumatica does not recompute and drift; lines carry the tenant's taxable or exempt
-``TaxCategory``. ``UnitPrice`` keeps 4 places, ``Qty`` 4 places.
+rounded half-up per line, and the CRM's line amount wins (the unit price is
+re-derived when the CRM rounded differently). Tax is sent per document as
+``TaxDetails`` (one row per CRM tax code, mapped to an Acumatica ``TaxID``) with the
+CRM's own taxable and tax amounts, so Acumatica does not recompute and drift; lines
+carry the tenant's taxable or exempt ``TaxCategory``. ``UnitPrice`` and ``Qty`` keep
+4 places.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from schemas.models import (
 )
 from sinks.core.mapping import LineKind as MappingKind
 from sinks.core.mapping import TenantMapping
-from sinks.transport.session_rest import json_number
+from sinks.transport.session_rest import exact_quantity_price, json_number
 
 CENT = Decimal("0.01")
 
@@ -114,12 +116,17 @@ def detail_lines(lines: tuple[DocumentLine, ...], mapping: TenantMapping, taxes:
     out = []
     for line in lines:
         taxable = not exempt and line.tax_code is not None
+        quantity, price, exact = exact_quantity_price(line.quantity, line.unit_price,
+                                                      line.amount)
+        description = line.description if exact else (
+            f"{line.description} ({format(line.quantity.normalize(), 'f')} x "
+            f"{line.unit_price})")
         out.append({
-            "TransactionDescription": _cut(line.description, limits.description),
+            "TransactionDescription": _cut(description, limits.description),
             "Account": mapping.income_account(LINE_ACCOUNT_KIND[line.kind]),
-            "Qty": json_number(line.quantity, 4),
-            "UnitPrice": json_number(line.unit_price, 4),
-            "Amount": json_number(cents(line.quantity * line.unit_price)),
+            "Qty": json_number(quantity, 4),
+            "UnitPrice": json_number(price, 4),
+            "Amount": json_number(cents(line.amount)),
             "TaxCategory": taxes.taxable_category if taxable else taxes.exempt_category,
         })
     return out

@@ -178,6 +178,14 @@ def _path(entity: str, external_id: str) -> str:
     return f"/{entity}/{quote(doc_type)}/{quote(nbr)}"
 
 
+def _relative(location: str) -> str:
+    """A ``Location`` of the same endpoint as a path relative to the tenant's base URL
+    (``/entity/Default/24.200.001/Invoice/…/status/…`` → ``/Invoice/…/status/…``);
+    anything else is left absolute."""
+    match = re.match(r"^(?:https?://[^/]+)?/entity/(?!auth/)[^/]+/[^/]+(/.*)$", location)
+    return match.group(1) if match else location
+
+
 def _odata(value: str) -> str:
     return value.replace("'", "''")
 
@@ -250,7 +258,8 @@ class Acumatica(Platform):
             "entity": wrap_values({"Type": record["Type"],
                                    "ReferenceNbr": record["ReferenceNbr"]})})
         yield from await_operation(
-            start, lambda location: self._request("GET", location, f"{action.lower()} status"),
+            start, lambda location: self._request("GET", _relative(location),
+                                                  f"{action.lower()} status"),
             platform=NAME)
         return None
 
@@ -381,19 +390,32 @@ class Acumatica(Platform):
     # ------------------------------------------------------------------ payments
 
     def _applications(self, context: SinkContext, payment: Payment
-                      ) -> list[tuple[str, str, Decimal]]:
+                      ) -> Flow[list[tuple[str, str, Decimal]]]:
+        """``(DocType, ReferenceNbr, amount)`` to apply; an application beyond the
+        invoice's balance (an over-payment) is capped at it, the rest stays unapplied."""
         out: list[tuple[str, str, Decimal]] = []
+        refund = payment.kind is PaymentKind.REFUND
         for allocation in payment.allocations:
-            kind = "credit_note" if payment.kind is PaymentKind.REFUND else "invoice"
-            target = context.external_ids.get(f"{kind}:{allocation.invoice_id}")
-            if target is None and payment.kind is PaymentKind.REFUND:
-                continue
+            target = context.external_ids.get(
+                f"{'credit_note' if refund else 'invoice'}:{allocation.invoice_id}")
+            if target is None and refund:
+                raise UnsupportedEventError(
+                    f"refund {payment.number} re-opens invoice {allocation.invoice_id!r}; "
+                    "Acumatica refunds apply to credit memos or payments, so the original "
+                    "payment's application must be reversed in Acumatica first",
+                    platform=NAME)
             if target is None:
                 raise ReferenceMissingError(
                     f"payment {payment.number} applies to invoice {allocation.invoice_id!r}, "
                     "which has not reached Acumatica", platform=NAME)
             doc_type, nbr = _split(target)
-            out.append((doc_type, nbr, m.cents(allocation.amount)))
+            amount = m.cents(allocation.amount)
+            if not refund:
+                document = yield from self._get("Invoice", target, "get invoice")
+                balance = Decimal(str((document or {}).get("Balance", 0)))
+                amount = min(amount, balance)
+            if amount > 0:
+                out.append((doc_type, nbr, amount))
         if payment.kind is PaymentKind.REFUND and not out and payment.refund_of:
             original = context.external_ids.get(f"payment:{payment.refund_of}")
             if original is None:
@@ -429,9 +451,10 @@ class Acumatica(Platform):
             yield from self._release("Payment", "ReleasePayment", current)
             return self._result(current, already_applied=True, related=related)
         mapping = self._tenant(context).mapping
+        applications = yield from self._applications(context, payment)
         body = m.payment_body(
             payment, customer, mapping.deposit_account(payment.method.value),
-            self._method(context, payment.method), self._applications(context, payment),
+            self._method(context, payment.method), applications,
             limits=_limits(), fee_entry_type=self._settings(context).fee_entry_type)
         record = yield from self._put("Payment", body, f"create {doc_type.lower()}")
         yield from self._release("Payment", "ReleasePayment", record)
@@ -451,7 +474,8 @@ class Acumatica(Platform):
                 self._request("POST", "/Payment/VoidPayment", "voidpayment", json={
                     "entity": wrap_values({"Type": current["Type"],
                                            "ReferenceNbr": current["ReferenceNbr"]})}),
-                lambda location: self._request("GET", location, "voidpayment status"),
+                lambda location: self._request("GET", _relative(location),
+                                               "voidpayment status"),
                 platform=NAME)
         else:
             yield self._request("DELETE", _path("Payment", known), "delete payment",

@@ -36,7 +36,7 @@ from schemas.models import (
 )
 from sinks.core.mapping import LineKind as MappingKind
 from sinks.core.mapping import TenantMapping
-from sinks.transport.session_rest import json_number
+from sinks.transport.session_rest import exact_quantity_price, json_number
 
 CENT = Decimal("0.01")
 
@@ -132,22 +132,13 @@ def _line_rate(line: DocumentLine, rates: dict[str, Decimal]) -> Decimal:
 
 
 def _quantity_and_price(line: DocumentLine) -> tuple[Decimal, Decimal, str]:
-    """Quantity, unit price and description whose product is the CRM line amount.
-
-    The CRM's amount wins: when ``quantity * unit_price`` does not round to it (the CRM
-    rounded differently), the unit price is re-derived to 4 places; if even that cannot
-    reproduce the amount, the line is sent as 1 x amount and the original figures are
-    kept in the description, so Sage's net equals what the customer was billed.
-    """
-    amount = cents(line.amount)
-    if cents(line.quantity * line.unit_price) == amount:
-        return line.quantity, line.unit_price, line.description
-    if line.quantity:
-        derived = (amount / line.quantity).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-        if cents(line.quantity * derived) == amount:
-            return line.quantity, derived, line.description
+    """Quantity, unit price and description whose product is the CRM line amount (the
+    CRM amount wins, see :func:`~sinks.transport.session_rest.exact_quantity_price`)."""
+    quantity, price, exact = exact_quantity_price(line.quantity, line.unit_price, line.amount)
+    if exact:
+        return quantity, price, line.description
     note = f"{line.description} ({format(line.quantity.normalize(), 'f')} x {line.unit_price})"
-    return Decimal(1), amount, note
+    return quantity, price, note
 
 
 def document_lines(
