@@ -107,7 +107,24 @@ def _decimal(precision: int, scale: int) -> Encoder:
             raise AvroJsonError("", f"{value!r} has more than {scale} decimal places")
         return int(q.scaleb(scale))
 
+    cache: dict[str, bytes] = {}
+
     def enc(value: Any, buf: bytearray) -> None:
+        # money repeats (prices, 0, quantities): the encoded bytes of a spelling are cached
+        if type(value) is str:
+            hit = cache.get(value)
+            if hit is not None:
+                buf += hit
+                return
+        out = bytearray()
+        _encode(value, out)
+        if type(value) is str:
+            if len(cache) > 65_536:
+                cache.clear()
+            cache[value] = bytes(out)
+        buf += out
+
+    def _encode(value: Any, buf: bytearray) -> None:
         # fast path for the plain spelling the outbox writes ("-142.5000")
         unscaled = None
         if type(value) is str and value.isascii():
@@ -220,14 +237,15 @@ class _Compiler:
             else:
                 lines.append(f"        raise E({name!r}, 'field required')")
             lines += ["    else:", "        seen += 1"]
+            short = ["        n = len(x)", "        if n < 64:", "            buf.append(n << 1)",
+                     "        else:", "            wl(n, buf)", "        buf += x"]
             if ftype == "string":
-                lines += ["    if type(x) is str:", "        x = x.encode()",
-                          "        wl(len(x), buf)", "        buf += x", "    else:"]
+                lines += ["    if type(x) is str:", "        x = x.encode()", *short,
+                          "    else:"]
             elif ftype == ["null", "string"]:
                 lines += ["    if x is None:", "        buf.append(0)",
                           "    elif type(x) is str:", "        buf.append(2)",
-                          "        x = x.encode()", "        wl(len(x), buf)",
-                          "        buf += x", "    else:"]
+                          "        x = x.encode()", *short, "    else:"]
             else:
                 lines.append("    if True:")
             lines += ["        try:", f"            f{i}(x, buf)", "        except E as exc:",
@@ -290,7 +308,10 @@ class _Compiler:
                 return
             if type(value) is dict:  # a record branch: pick the one with exactly these fields
                 keys = value.keys()
-                matches = [i for i, n in names if self.fields_of.get(n) == keys]
+                size = len(keys)
+                matches = [i for i, n in names
+                           if len(self.fields_of.get(n, ())) == size
+                           and self.fields_of.get(n) == keys]
                 if len(matches) == 1:
                     write_long(matches[0], buf)
                     encs[matches[0]](value, buf)
