@@ -63,6 +63,7 @@ from stream_processors.pending import (
     load_index,
     load_queue,
 )
+from stream_processors.rowcache import ParsedRows
 from stream_processors.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class LedgerProcessor:
         self.partitions = partitions
         self._pending_keys: dict[int, int] = {}
         self._background: set[asyncio.Future[Any]] = set()
+        self._ledger_rows = ParsedRows(CustomerLedger.from_bytes)
+        self._customer_rows = ParsedRows(CustomerRow.from_bytes)
+        self._tax_rows = ParsedRows(TaxBook.from_bytes)
         self.app = faust.App(
             app_id,
             broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")),
@@ -279,17 +283,18 @@ class LedgerProcessor:
     async def on_financial(
         self, msg: Message, ev: FinancialEvent, key: bytes, customer_id: str
     ) -> Park | None:
-        ledger = CustomerLedger.from_bytes(self.ledgers.get(key))
+        ledger = self._ledger_rows.get(key, self.ledgers.get(key))
         tenant = ev.tenant_id
 
         def tax_book(code: str) -> TaxBook | None:
-            raw = self.tax_rates.get(tax_rate_key(tenant, code).encode())
-            return TaxBook.from_bytes(raw) if raw else None
+            tkey = tax_rate_key(tenant, code).encode()
+            raw = self.tax_rates.get(tkey)
+            return self._tax_rows.get(tkey, raw) if raw else None
 
         try:
             outcome = process_financial_event(
                 ev, customer_id=customer_id,
-                customer=CustomerRow.from_bytes(self.customers.get(key)),
+                customer=self._customer_rows.get(key, self.customers.get(key)),
                 ledger=ledger, tax_book=tax_book,
                 policy=self.settings.tax_policy(tenant), processed_at=datetime.now(UTC),
             )
@@ -304,7 +309,9 @@ class LedgerProcessor:
                 log.info("stale %s v%s of %s ignored", ev.event_type, ev.aggregate_version,
                          ev.aggregate_id)
         if outcome.ledger is not ledger:
-            self.ledgers[key] = outcome.ledger.to_bytes()
+            raw = outcome.ledger.to_bytes()
+            self.ledgers[key] = raw
+            self._ledger_rows.put(key, raw, outcome.ledger)
         if outcome.entry is not None:
             await self.emit_entry(msg, key, outcome.entry)
         await self.emit_balances(msg, outcome.balances)
@@ -317,7 +324,7 @@ class LedgerProcessor:
             await self.dead_letter(msg, Unprocessable.error_class,
                                    f"customer {ev.aggregate_id!r} under key {key!r}", event=ev)
             return
-        row = CustomerRow.from_bytes(self.customers.get(key))
+        row = self._customer_rows.get(key, self.customers.get(key))
         try:
             new_row, verdict = apply_customer_event(row, ev)
         except Unprocessable as exc:
@@ -327,8 +334,10 @@ class LedgerProcessor:
             self.metrics.ignored.labels(verdict.value).inc()
             return
         assert new_row is not None
-        self.customers[key] = new_row.to_bytes()
-        ledger = CustomerLedger.from_bytes(self.ledgers.get(key))
+        raw = new_row.to_bytes()
+        self.customers[key] = raw
+        self._customer_rows.put(key, raw, new_row)
+        ledger = self._ledger_rows.get(key, self.ledgers.get(key))
         entry = customer_entry(ev, customer_id=customer_id, row=new_row, ledger=ledger,
                                processed_at=datetime.now(UTC))
         await self.emit_entry(msg, key, entry)
