@@ -286,6 +286,13 @@ class ZohoBooksSandbox(Sandbox):
             raise _missing(self._label(kind))
         return record
 
+    @staticmethod
+    def _check_active(org: Org, contact_id: str) -> None:
+        contact = org.contacts[contact_id]
+        if contact["status"] != "active":
+            raise ZohoError(400, 3004, f"The customer {contact['contact_name']} is inactive. "
+                                       "Mark the customer as active to create transactions.")
+
     def _check_lock(self, org: Org, day: date) -> None:
         if org.lock_date is not None and day <= org.lock_date:
             raise ZohoError(400, 4000, "You cannot create or modify transactions dated on or "
@@ -487,6 +494,7 @@ class ZohoBooksSandbox(Sandbox):
             raise _invalid("Customer is mandatory.")
         if contact_id not in org.contacts:
             raise _missing("Contact")
+        self._check_active(org, contact_id)
         if kind == "creditnote" and not body.get("creditnote_number") and existing is None:
             raise _invalid("Credit Note# is mandatory.")
         day = _date(body.get("date", self.clock.now().date().isoformat()), "date")
@@ -643,6 +651,7 @@ class ZohoBooksSandbox(Sandbox):
         contact_id = str(body["customer_id"])
         if contact_id not in org.contacts:
             raise _missing("Contact")
+        self._check_active(org, contact_id)
         if body.get("account_id") and str(body["account_id"]) not in org.accounts:
             raise _invalid("Invalid value passed for account_id")
         day = _date(body.get("date", self.clock.now().date().isoformat()), "date")

@@ -44,7 +44,10 @@ CODES: Mapping[int, tuple[type[SinkError], str]] = {
     45: (RateLimitedError, "daily API call limit of the plan exceeded"),  # [T]
     6041: (ConfigurationError, "the organization_id is not accessible with this grant"),  # [A]
     1001: (PayloadRejectedError, "a record with this number already exists"),  # [A]
-    4000: (PayloadRejectedError, "the transaction date is in a locked accounting period"),  # [A]
+    3004: (ConfigurationError, "the customer is inactive in Zoho Books"),  # [A]
+    # A closed period blocks every back-dated event alike: the bookkeeper must act.
+    4000: (ConfigurationError, "the transaction date is on or before the organisation's "
+           "transaction lock date"),  # [A]
 }
 
 #: Daily-limit resets are not announced; wait an hour before probing again.

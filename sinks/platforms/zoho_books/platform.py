@@ -57,6 +57,7 @@ from sinks.core.errors import (
     UnsupportedEventError,
 )
 from sinks.core.mapping import TenantMapping
+from sinks.platforms.registry import register
 from sinks.platforms.zoho_books import mapping as m
 from sinks.platforms.zoho_books.errors import zoho_error
 from sinks.platforms.zoho_books.spec import SPEC, ZohoBooksSettings
@@ -66,6 +67,7 @@ __all__ = ["ZohoBooks"]
 Step = Generator[PlatformRequest, PlatformResponse, Any]
 
 
+@register
 class ZohoBooks(Platform):
     """Zoho Books API v3 (see the module docstring for guarantees)."""
 
@@ -121,6 +123,33 @@ class ZohoBooks(Platform):
             raise ReferenceMissingError(
                 f"{kind} {crm_id!r} has not been synced to Zoho Books yet", platform=SPEC.name)
         return found
+
+    def _put(self, module: str, purpose: str, body: dict[str, Any], crm_id: str,
+             contact_id: str, step: str, context: SinkContext,
+             settings: ZohoBooksSettings) -> Step:
+        """Upsert a document; a customer made inactive in Zoho behind our back is
+        reactivated (the CRM still bills them) and the write retried once. Returns the
+        response or the error, and notes on what was done on the way."""
+        notes: list[str] = []
+        for attempt in range(2):
+            response = yield self.request(
+                "PUT", f"/{module}", purpose, settings, json=body,
+                headers=m.upsert_headers(settings, crm_id),
+                key=context.key_for(SPEC.name, step), accept=frozenset({400}))
+            error = zoho_error(response.status, response.headers, response.body)
+            if error is None:
+                return response, notes
+            if attempt == 0 and "inactive" in error.reason.lower():
+                yield self.request("POST", f"/contacts/{contact_id}/active",
+                                   "reactivate contact", settings)
+                notes.append(f"customer {contact_id} was inactive in Zoho Books; reactivated")
+                continue
+            return error, notes
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _noted(record: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+        return {**record, "notes": notes} if notes else record
 
     # ------------------------------------------------------------------ entry point
 
@@ -225,13 +254,10 @@ class ZohoBooks(Platform):
         contact_id, related = yield from self._contact(entry, invoice.customer_id, context,
                                                        settings)
         body = m.invoice_body(invoice, contact_id, entry.customer, mapping, settings)
-        response = yield self.request(
-            "PUT", "/invoices", "upsert invoice", settings, json=body,
-            headers=m.upsert_headers(settings, invoice.id),
-            key=context.key_for(SPEC.name, "invoice"), accept=frozenset({400}))
-        error = zoho_error(response.status, response.headers, response.body)
-        if error is not None:
-            voided = yield from self._voided(error, invoice, settings)
+        response, notes = yield from self._put("invoices", "upsert invoice", body, invoice.id,
+                                               contact_id, "invoice", context, settings)
+        if isinstance(response, SinkError):
+            voided = yield from self._voided(response, invoice, settings)
             return replace(voided, related=related)
         record = self._record(response, "invoice")
         if record.get("status") == "draft" and invoice.status is not InvoiceStatus.DRAFT:
@@ -241,8 +267,8 @@ class ZohoBooks(Platform):
                                key=context.key_for(SPEC.name, "sent"))
             record = {**record, "status": "sent"}
         return WriteResult(str(record["invoice_id"]), version=record.get("last_modified_time"),
-                           document_number=record.get("invoice_number"), raw=record,
-                           related=related)
+                           document_number=record.get("invoice_number"),
+                           raw=self._noted(record, notes), related=related)
 
     def _voided(self, error: SinkError, invoice: Invoice, settings: ZohoBooksSettings) -> Step:
         """A replayed older version of an invoice Zoho already holds as void: void is
@@ -305,14 +331,15 @@ class ZohoBooks(Platform):
                     applications[invoice_id] -= take
                     excess -= take
         body = m.payment_body(payment, contact_id, applications, mapping, settings)
-        response = yield self.request(
-            "PUT", "/customerpayments", "upsert payment", settings, json=body,
-            headers=m.upsert_headers(settings, payment.id),
-            key=context.key_for(SPEC.name, "payment"))
+        response, notes = yield from self._put("customerpayments", "upsert payment", body,
+                                               payment.id, contact_id, "payment", context,
+                                               settings)
+        if isinstance(response, SinkError):
+            raise response
         record = self._record(response, "payment")
         return WriteResult(str(record["payment_id"]), version=record.get("last_modified_time"),
-                           document_number=record.get("payment_number"), raw=record,
-                           related=related)
+                           document_number=record.get("payment_number"),
+                           raw=self._noted(record, notes), related=related)
 
     def _room(self, invoice_id: str, reference: str, settings: ZohoBooksSettings) -> Step:
         """What a payment with ``reference`` may apply to the invoice: its balance plus
@@ -390,10 +417,11 @@ class ZohoBooks(Platform):
         contact_id, related = yield from self._contact(entry, note.customer_id, context,
                                                        settings)
         body = m.credit_note_body(note, contact_id, entry.customer, mapping, settings)
-        response = yield self.request(
-            "PUT", "/creditnotes", "upsert credit note", settings, json=body,
-            headers=m.upsert_headers(settings, note.id),
-            key=context.key_for(SPEC.name, "credit_note"))
+        response, notes = yield from self._put("creditnotes", "upsert credit note", body,
+                                               note.id, contact_id, "credit_note", context,
+                                               settings)
+        if isinstance(response, SinkError):
+            raise response
         record = self._record(response, "creditnote")
         ext = str(record["creditnote_id"])
         for allocation in note.allocations:
@@ -419,5 +447,5 @@ class ZohoBooks(Platform):
                                    settings, json=refund,
                                    key=context.key_for(SPEC.name, "credit_refund"))
         return WriteResult(ext, version=record.get("last_modified_time"),
-                           document_number=record.get("creditnote_number"), raw=record,
-                           related=related)
+                           document_number=record.get("creditnote_number"),
+                           raw=self._noted(record, notes), related=related)

@@ -27,7 +27,7 @@ from werkzeug.datastructures import Headers
 
 from sinks.core.contract import PlatformRequest
 from sinks.core.mapping import TenantConfig
-from sinks.sandbox.core import Sandbox
+from sinks.sandbox.core import ManualClock, Sandbox
 from sinks.sandbox.zoho_books import ZohoBooksSandbox
 from tests.sinks.contract.harness import PlatformHarness
 
@@ -111,7 +111,7 @@ def _zoho_tenant(sandbox: Sandbox, tenant_id: str) -> TenantConfig:
 
 ZOHO_BOOKS = PlatformHarness(
     platform="zoho-books",
-    make_sandbox=ZohoBooksSandbox,
+    make_sandbox=lambda: ZohoBooksSandbox(clock=ManualClock()),
     setup_tenant=_zoho_tenant,
     sandbox_tenant=lambda t: str(t.settings["organization_id"]),
     prefix=lambda t: "/books/v3",

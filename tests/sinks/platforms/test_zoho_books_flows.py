@@ -296,9 +296,9 @@ def test_tax_rate_events_are_unsupported(h: Harness) -> None:
     assert h.sent == []
 
 
-def test_locked_period_is_dead_lettered(h: Harness, sandbox: ZohoBooksSandbox) -> None:
+def test_locked_period_pauses_the_tenant(h: Harness, sandbox: ZohoBooksSandbox) -> None:
     sandbox.lock_period(ORG, sample_invoice().issue_date)
-    with pytest.raises(PayloadRejectedError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         h.write(sample_invoice_event())
     assert caught.value.vendor_code == "4000"
 
