@@ -130,6 +130,8 @@ class LedgerProcessor:
             key_serializer="raw",
             value_serializer="raw",
             producer_acks=-1,
+            broker_session_timeout=settings.session_timeout_seconds,
+            broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
         )
         self._build()
 

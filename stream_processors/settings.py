@@ -51,6 +51,9 @@ class ProcessorSettings(BaseSettings):
     """How often parked events are retried."""
     commit_interval_seconds: float = 1.0
     """Transaction / offset commit interval: latency of ledger.* vs. throughput."""
+    session_timeout_seconds: float = 30.0
+    """Consumer-group session timeout: how long a SIGKILLed worker's partitions stay
+    assigned to it before a restarted (or other) worker gets them."""
     tax_rounding: Granularity = Granularity.PER_DOCUMENT
     rounding_mode: RoundingMode = RoundingMode.HALF_UP
     tenant_tax_rounding: dict[str, Granularity] = Field(default_factory=dict)

@@ -225,6 +225,7 @@ def worker(tmp: Path, bootstrap: str, registry_url: str, suffix: str, *,
     args = ["--topic-suffix", suffix, "--data-dir", str(tmp / "data"),
             "--processing-guarantee", guarantee, "--grace-seconds", str(grace),
             "--tick-interval-seconds", str(tick), "--commit-interval-seconds", "0.5",
+            "--session-timeout-seconds", "6",
             *(extra or [])]
     w = Worker(env, args, tmp / "worker.log")
     w.start()
