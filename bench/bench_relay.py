@@ -193,7 +193,9 @@ def main() -> None:
                 database_url=dsn, topic_suffix=topics.suffix, create_topics=False,
                 exit_when_idle=True, batch_size=args.batch_size,
                 buckets_per_claim=64 if relays == 1 else 32, validation=args.validation)
+            load_before = os.getloadavg()[0]
             relay_s = bench_relays(dsn, settings, relays)
+            load_after = os.getloadavg()[0]
         finally:
             drop_db(admin, dsn)
         lines += [
@@ -204,8 +206,10 @@ def main() -> None:
             f"| encode only (validate + Avro, 1 process) | {enc_s:.2f} | {n / enc_s:,.0f} |",
             f"| raw confluent-kafka produce of the same bytes | {raw_s:.2f} | "
             f"{n / raw_s:,.0f} |",
+            "", f"1-minute load average before/after the relay run: {load_before:.1f} / "
+            f"{load_after:.1f} (other processes shared the machine when above ~1)",
         ]
-        print("\n".join(lines[-6:]), flush=True)
+        print("\n".join(lines[-8:]), flush=True)
     if not RESULTS.exists():
         RESULTS.write_text(HEADER)
     with RESULTS.open("a") as fh:
