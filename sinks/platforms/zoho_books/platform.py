@@ -16,10 +16,16 @@ upsert and the tenant is misconfigured). Zoho has no optimistic-concurrency toke
 updates are last-writer-wins; the version stored is ``last_modified_time``.
 
 **Cannot be represented:** tax-rate events (taxes are configured in Zoho and mapped in
-the tenant mapping) → :class:`UnsupportedEventError`. Refunds are written against the
-original payment's *unused* amount (Zoho's "refund an excess payment"); a refund of an
-amount already applied to invoices is rejected by Zoho (dead letter, with Zoho's
-message), the CRM must express it as a REFUNDED credit note.
+the tenant mapping) → :class:`UnsupportedEventError`; tips (Zoho payments have none:
+the payment is amount less tip, its description names the unrecorded tip). Refunds are
+written against the original payment's *unused* amount (Zoho's "refund an excess
+payment"): a refund that re-opens invoices first takes that much off the payment's
+applications; one that re-opens nothing and exceeds the unused amount is rejected by
+Zoho (dead letter, with Zoho's message).
+
+**Tenant-level problems pause the tenant** (:class:`ConfigurationError`): a transaction
+lock date, an unknown unique field or organisation. A customer made inactive in Zoho
+behind our back is reactivated and the write retried (noted in ``raw["notes"]``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from schemas.examples import (
 from schemas.models import (
     Allocation,
     CreditDisposition,
+    CreditNote,
     FinancialEvent,
     InvoiceStatus,
     LedgerEntry,
@@ -148,7 +149,8 @@ def _doc(report: dict[str, Any], ident: str) -> dict[str, Any]:
 def test_invoice_create_then_replay_and_update(h: Harness) -> None:
     event = sample_invoice_event()
     first = h.write(event)
-    crm = event.payload
+    crm = sample_invoice()
+    assert event.payload == crm
     doc = _doc(h.report(), first.external_id)
     assert Decimal(doc["total"]) == crm.total and doc["status"] == "SENT"
     assert first.related and first.document_number == crm.number
@@ -166,7 +168,8 @@ def test_invoice_create_then_replay_and_update(h: Harness) -> None:
 
 @pytest.mark.parametrize("mode", ["disconnect", "500"])
 def test_drop_after_write_retries_without_duplicates(h: Harness, sandbox: ZohoBooksSandbox,
-                                                     mode: str) -> None:
+                                                     mode: Literal["disconnect", "500"]
+                                                     ) -> None:
     sandbox.faults.arm("drop_after_write", 1, ORG, mode=mode)  # the contact upsert
     sandbox.faults.arm("drop_after_write", 1, ORG, mode=mode)  # then the invoice upsert
     result = h.write(sample_invoice_event(), attempts=4)
@@ -201,16 +204,18 @@ def test_payment_of_unsynced_invoice_is_reference_missing(h: Harness) -> None:
 def test_credit_note_credited_applies_once(h: Harness) -> None:
     invoice = h.write(sample_invoice_event())
     event = sample_credit_note_event()
+    assert isinstance(event.payload, CreditNote)
+    total = event.payload.total
     note = h.write(event)
     h.write(event)
     report = h.report()
     credit = next(a for a in report["applications"] if a["source_kind"] == "credit_note")
     assert (credit["source_id"], credit["target_id"]) == (note.external_id,
                                                           invoice.external_id)
-    assert Decimal(credit["amount"]) == event.payload.total
+    assert Decimal(credit["amount"]) == total
     assert len(report["applications"]) == 1
     assert Decimal(_doc(report, invoice.external_id)["balance"]) == (
-        sample_invoice().total - event.payload.total)
+        sample_invoice().total - total)
     assert report["duplicates"]["count"] == 0
 
 
