@@ -197,6 +197,73 @@ def platforms() -> None:
     out.print(support_table(), markup=False, highlight=False)
 
 
+def _common(fn: Any) -> Any:
+    """Options every producer/processor runtime shares."""
+    for option in (
+        click.option("--topic-prefix", help="Prefix of every topic, group and app id."),
+        click.option("--topic-suffix", help="Suffix (after a dot): isolated test/demo runs."),
+        click.option("--metrics-port", type=int, help="Serve Prometheus /metrics here."),
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@main.command()
+@_common
+@click.option("--database-url", help="The CRM database holding the outbox table.")
+@click.option("--batch-size", type=int, help="Outbox rows per transaction.")
+@click.option("--validation", type=click.Choice(["schema", "contract"]))
+def relay(**opts: Any) -> None:
+    """Move outbox rows to Kafka in commit order (several relays may run at once)."""
+    from producers.relay.relay import RelaySettings, run_relay
+
+    _endpoint_env()
+    run_relay(RelaySettings(**_given(**opts)))
+
+
+@main.command()
+@_common
+@click.option("--source", type=click.Choice(["sql", "http"]))
+@click.option("--source-database-url")
+@click.option("--http-base-url")
+@click.option("--interval-s", type=float, help="Seconds between polls.")
+def poll(**opts: Any) -> None:
+    """Poll a CRM without an outbox for status changes and edits (watermarked)."""
+    from producers.poller.poller import PollerSettings, run_poller
+
+    _endpoint_env()
+    run_poller(PollerSettings(**_given(**opts)))
+
+
+@main.command()
+@_common
+@click.option("--host")
+@click.option("--port", type=int)
+def webhooks(**opts: Any) -> None:
+    """Receive HMAC-signed CRM webhooks; 2xx only after Kafka acknowledged."""
+    from producers.webhooks.server import WebhookSettings, run_webhooks
+
+    _endpoint_env()
+    run_webhooks(WebhookSettings(**_given(**opts)))
+
+
+@main.command()
+@_common
+@click.option("--processing-guarantee", type=click.Choice(["exactly_once", "at_least_once"]))
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def process(**opts: Any) -> None:
+    """Run one stream-processor worker: enrichment, taxes, balances."""
+    from stream_processors.runner import run_processor
+    from stream_processors.settings import ProcessorSettings
+
+    _endpoint_env()
+    run_processor(ProcessorSettings(**_given(**opts)))
+
+
 def _endpoint_env() -> None:
     """Let runtimes default to the local stack's endpoints when no env var is set."""
     import os
