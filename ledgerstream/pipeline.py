@@ -49,6 +49,7 @@ from producers.topics_admin import ensure_topics
 from schemas.models import DeadLetter, FinancialEvent, LedgerEntry
 from schemas.serde import dead_letter_deserializer, ledger_entry_deserializer, registry_client
 from schemas.topics import Topics
+from sinks.core.references import KIND_BY_AGGREGATE
 from sinks.core.store import SinkStore
 from sinks.platforms.common.money import from_wire
 from sinks.platforms.common.reconcile import Difference, expected_ledger, reconcile
@@ -180,6 +181,8 @@ class PipelineResult:
     latencies_ms: list[float]
     unprocessed_events: int = 0
     errors: list[str] = field(default_factory=list)
+    #: ``kind:crm_id`` of documents with a dead-lettered event (per tenant).
+    dead_lettered_keys: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -188,6 +191,14 @@ class PipelineResult:
     @property
     def missing(self) -> int:
         return sum(t.missing for t in self.tenants.values())
+
+    @property
+    def unexplained_missing(self) -> list[Difference]:
+        """Documents missing on a platform although none of their events was
+        dead-lettered: what a lost write (not a rejected one) looks like."""
+        return [d for t in self.tenants.values() for d in t.differences
+                if d.what == "missing"
+                and d.key not in self.dead_lettered_keys.get(t.tenant_id, set())]
 
     def latency_ms(self, quantile: float) -> float | None:
         if not self.latencies_ms:
@@ -583,21 +594,41 @@ class Pipeline:
             log_rows = conn.execute(
                 "SELECT platform, tenant_id, event_id, status, created_at FROM sink_sync_log"
             ).fetchall()
+            crm_rows = conn.execute(
+                "SELECT tenant_id, count(*), coalesce(sum(total), 0) FROM invoices "
+                "WHERE deleted_at IS NULL AND status NOT IN ('DRAFT', 'VOID') "
+                "GROUP BY tenant_id").fetchall()
+            dead_rows = conn.execute(
+                "SELECT tenant_id, aggregate_type, aggregate_id FROM sink_sync_log "
+                "WHERE status = 'dead_lettered'").fetchall()
         ids: dict[tuple[str, str], dict[str, str]] = {}
         for platform, tenant, kind, crm_id, external in id_rows:
             ids.setdefault((str(platform), str(tenant)), {})[f"{kind}:{crm_id}"] = str(external)
         status_counts: dict[str, Counter[str]] = {p: Counter() for p in self.config.platforms}
+        dead_keys: dict[str, set[str]] = {}
+        for tenant, agg_type, agg_id in dead_rows:
+            kind = KIND_BY_AGGREGATE.get(str(agg_type).rsplit(".", 1)[-1], str(agg_type).lower())
+            dead_keys.setdefault(str(tenant), set()).add(f"{kind}:{agg_id}")
         for platform, tenant, event_id, status, created_at in log_rows:
             status_counts.setdefault(str(platform), Counter())[str(status)] += 1
             occurred = entries.get((str(tenant), str(event_id)))
             if occurred is not None and status in ("applied", "already_applied"):
                 latencies.append((created_at - occurred).total_seconds() * 1000)
+        crm_db = {str(t): (int(n), Decimal(total).quantize(Decimal("0.01")))
+                  for t, n, total in crm_rows}
         for tenant_id, platform in sorted(self.assignment.items()):
             report = self.sandboxes[platform].ledger_report(tenant_id)
             expected = expected_ledger(by_tenant.get(tenant_id, []))
             diffs = reconcile(expected, report, ids.get((platform, tenant_id), {}))
             live_invoices = [i for i in expected.invoices.values()
                              if not i.voided and not i.draft]
+            # the events are the CRM's own account of its tables: check them against it
+            in_events = (len(live_invoices), sum((i.total for i in live_invoices), ZERO))
+            in_tables = crm_db.get(tenant_id, (0, ZERO))
+            if in_events != in_tables:
+                diffs.append(Difference("CRM tables vs its events", f"tenant:{tenant_id}",
+                                        f"{in_tables[0]} invoices {in_tables[1]}",
+                                        f"events say {in_events[0]} invoices {in_events[1]}"))
             docs = [d for d in report.get("documents", []) if d["kind"] == "invoice"
                     and d["status"] not in ("VOIDED", "DELETED", "Voided", "Deleted", "DRAFT",
                                             "SUBMITTED", "Draft")]
@@ -634,7 +665,7 @@ class Pipeline:
             platforms=platforms, tenants=tenants, dead_letters=letters,
             latencies_ms=latencies,
             unprocessed_events=len(expected_ids - set(entries) - lettered),
-            errors=list(self.reader.errors))
+            errors=list(self.reader.errors), dead_lettered_keys=dead_keys)
 
     # -- all of it -----------------------------------------------------------------------
 
