@@ -144,7 +144,8 @@ def _ref_id(account: Account, record: str, ref: Any, path: str) -> str:
                       f"Please enter value(s) for: {path}", path)
     if ref.get("id"):
         found = str(ref["id"])
-        if found not in account.records[record]:
+        if found not in account.records[record] or \
+                account.records[record][found].get("isInactive"):  # inactive: not selectable
             raise NsError(400, "INVALID_KEY_OR_REF",
                           f"Invalid {path} reference key {found}.", path)
         return found

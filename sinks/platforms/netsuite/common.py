@@ -216,12 +216,13 @@ RATE_CODES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "WS_REQUEST_BLOCKED",
                         "WS_CONCUR_SESSION_DISALLWD", "SSS_REQUEST_LIMIT_EXCEEDED",
                         "EXCEEDED_MAX_CONCUR_RQST"})
 AUTH_CODES = frozenset({"INVALID_LOGIN", "INVALID_LOGIN_ATTEMPT", "INVALID_LOGIN_CREDENTIALS"})
-CONFIG_CODES = frozenset({"INSUFFICIENT_PERMISSION", "INVALID_LOGIN_IP", "ACCT_TEMP_DISABLED"})
+CONFIG_CODES = frozenset({"INSUFFICIENT_PERMISSION", "INVALID_LOGIN_IP", "ACCT_TEMP_DISABLED",
+                          "TRAN_PERIOD_CLOSED", "INVALID_PERIOD"})
 TRANSIENT_CODES = frozenset({"RCRD_HAS_BEEN_CHANGED", "UNEXPECTED_ERROR",
                              "ACCT_TEMP_UNAVAILABLE"})
 REFERENCE_CODES = frozenset({"RCRD_DSNT_EXIST", "INVALID_KEY_OR_REF", "INVALID_REF_KEY"})
 REJECT_CODES = frozenset({"DUP_TRANS", "DUP_RCRD", "DUP_ENTITY", "UNIQUE_CUST_ID_REQD",
-                          "TRAN_PERIOD_CLOSED", "INVALID_PERIOD", "CANT_DELETE_TRANS",
+                          "CANT_DELETE_TRANS",
                           "MISSING_REQD_FLD", "INVALID_FLD_VALUE", "INVALID_FLD",
                           "EXCEEDED_MAX_FIELD_LENGTH", "USER_ERROR", "INVALID_TRANS_AMT",
                           "TRANS_APPLIED_AMTS_UNBALNCD", "INVALID_REFUND_AMT"})
@@ -246,8 +247,8 @@ def referenced_field(path: str | None) -> str:
 
 
 _HINTS = {
-    "TRAN_PERIOD_CLOSED": "the accounting period is closed; reopen it (or let the CRM "
-                          "re-date the document) and replay the dead letter",
+    "TRAN_PERIOD_CLOSED": "the accounting period is closed; reopen it (or re-date the "
+                          "document in the CRM), then resume the tenant",
     "DUP_TRANS": "another transaction already uses this document number",
     "CANT_DELETE_TRANS": "NetSuite refuses to delete a transaction with applied payments "
                          "or credits; remove them first",
@@ -271,7 +272,9 @@ def classify_code(code: str | None, detail: str, *, status: int | None, path: st
     if code in AUTH_CODES:
         return AuthExpiredError(f"login rejected: {detail}", **kwargs)
     if code in CONFIG_CODES:
-        return ConfigurationError(f"integration role or account problem: {detail}", **kwargs)
+        # A closed period blocks every event dated in it: pause the tenant and alert
+        # (the bookkeeper reopens the period), do not dead-letter event after event.
+        return ConfigurationError(f"integration role or account problem: {reason}", **kwargs)
     if code in TRANSIENT_CODES:
         return TransientError(reason, **kwargs)
     if code in REFERENCE_CODES:

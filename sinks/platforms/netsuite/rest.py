@@ -40,6 +40,8 @@ deposit); the payment is recorded gross. See ``docs/platforms/netsuite.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -69,6 +71,7 @@ from sinks.core.contract import (
 from sinks.core.errors import (
     PayloadRejectedError,
     ReferenceMissingError,
+    RetryableError,
     SinkError,
     UnsupportedEventError,
     parse_retry_after,
@@ -82,6 +85,7 @@ from sinks.platforms.netsuite.common import (
     classify_code,
     document_lines,
     person_name,
+    referenced_field,
     settings_of,
     to_amount,
 )
@@ -460,6 +464,34 @@ class NetSuiteRest(Platform):
             out[crm_id] = known
         return out
 
+    def _write_for_customer(self, entry: LedgerEntry, crm_customer: str, customer_id: str,
+                            build: Callable[[str], PlatformRequest],
+                            settings: NetSuiteSettings, context: SinkContext
+                            ) -> Flow[tuple[PlatformResponse, str, list[str]]]:
+        """Send ``build(customer_id)``; if NetSuite rejects the customer reference (it was
+        made inactive or deleted behind our back) and the entry carries the customer,
+        upsert the customer (``isInactive: false``) and send the write once more."""
+        request = build(customer_id)
+        accepting = replace(request, accept_statuses=request.accept_statuses | {400})
+        for _ in range(3):  # 400 is accepted, so the executor does not retry it for us
+            response = yield accepting
+            if response.status != 400:
+                return response, customer_id, []
+            error = self.classify_error(response)
+            if not isinstance(error, RetryableError):
+                break
+        details = (response.json() or {}).get("o:errorDetails") or [{}]
+        rejected_customer = isinstance(error, ReferenceMissingError) and referenced_field(
+            details[0].get("o:errorPath")) in ("entity", "customer")
+        if not rejected_customer or entry.customer is None or entry.customer.id != crm_customer:
+            raise error if error is not None else PayloadRejectedError(
+                f"NetSuite rejected the write: {response.text[:300]}",
+                platform=self.spec.name, status=400)
+        restored = yield from self._customer(entry.customer, settings, context)
+        response = yield build(restored.external_id)
+        return response, restored.external_id, [
+            f"customer {crm_customer} was inactive or missing in NetSuite; reactivated"]
+
     def _finish(self, record: str, response: PlatformResponse, number: str | None,
                 external_id: str, related: dict[str, str]) -> WriteResult:
         internal_id = self.written_id(response, record)
@@ -471,14 +503,21 @@ class NetSuiteRest(Platform):
                  mapping: TenantMapping, context: SinkContext) -> Flow[WriteResult]:
         customer_id = yield from self._ensure_customer(entry, invoice.customer_id, settings,
                                                        context)
-        body = self.invoice_body(entry, invoice, customer_id, settings, mapping,
-                                 context.tenant_id)
-        response = yield self.upsert_request("invoice", body["externalId"], body,
-                                             context.key_for(self.spec.name, "invoice"),
-                                             replace="item")
+        eid = settings.external_id("inv", invoice.id)
+
+        def build(customer: str) -> PlatformRequest:
+            body = self.invoice_body(entry, invoice, customer, settings, mapping,
+                                     context.tenant_id)
+            return self.upsert_request("invoice", eid, body,
+                                       context.key_for(self.spec.name, "invoice"),
+                                       replace="item")
+
+        response, customer_id, notes = yield from self._write_for_customer(
+            entry, invoice.customer_id, customer_id, build, settings, context)
         number = invoice.number if settings.use_crm_numbers else None
-        return self._finish("invoice", response, number, body["externalId"],
-                            {f"customer:{invoice.customer_id}": customer_id})
+        result = self._finish("invoice", response, number, eid,
+                              {f"customer:{invoice.customer_id}": customer_id})
+        return replace(result, raw={**result.raw, "notes": notes})
 
     def _payment(self, entry: LedgerEntry, payment: Payment, settings: NetSuiteSettings,
                  mapping: TenantMapping, context: SinkContext) -> Flow[WriteResult]:

@@ -46,7 +46,6 @@ from sinks.core.errors import (
 )
 from sinks.platforms.netsuite.common import NAME_LIMITS, RATE_LIMIT, NetSuiteSettings, classify_code
 from sinks.platforms.netsuite.rest import NetSuiteRest
-from sinks.platforms.registry import register
 from sinks.transport import soap
 from sinks.transport.redact import register_secret
 
@@ -234,9 +233,12 @@ def write_status(response: PlatformResponse) -> tuple[bool, str | None, str, etr
     return (ok, soap.text_of(detail, "code"), soap.text_of(detail, "message") or "", operation)
 
 
-@register
 class NetSuiteSoap(NetSuiteRest):
-    """NetSuite over SOAP: the REST flows with SOAP requests and parsing."""
+    """NetSuite over SOAP: the REST flows with SOAP requests and parsing.
+
+    Not registered under its own name: the registry's ``netsuite`` is the REST sink;
+    a tenant with ``settings.api: soap`` is served by this class, which needs the
+    ``SoapHeaderAuth`` transport (see ``docs/platforms/netsuite.md``)."""
 
     spec: ClassVar[PlatformSpec] = SOAP_SPEC
 

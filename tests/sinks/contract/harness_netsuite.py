@@ -26,7 +26,7 @@ from lxml import etree
 from sinks.core.contract import PlatformRequest
 from sinks.core.mapping import TenantConfig
 from sinks.platforms.netsuite.soap import record_element
-from sinks.sandbox.core import Sandbox
+from sinks.sandbox.core import ManualClock, Sandbox
 from sinks.sandbox.netsuite import NetSuiteSandbox
 from tests.sinks.contract.harness import PlatformHarness
 
@@ -75,12 +75,21 @@ def _netsuite_tenant(sandbox: Sandbox, tenant_id: str) -> TenantConfig:
 
 NETSUITE = PlatformHarness(
     platform="netsuite",
-    make_sandbox=NetSuiteSandbox,
+    make_sandbox=lambda: NetSuiteSandbox(clock=ManualClock()),
     setup_tenant=_netsuite_tenant,
     sandbox_tenant=lambda t: str(t.settings["account_id"]).lower(),
     prefix=lambda t: "/" + str(t.settings["account_id"]).lower(),
     extra_headers=lambda t: {},
     validator=(lambda: validate) if SPECS.exists() else None,
     spec_files=tuple(str(SPECS / "xsd" / name) for name in XSDS),
-    sandbox_gaps={},
+    # Platform gaps (see docs/platforms/netsuite.md), as strict xfails.
+    sandbox_gaps={
+        "tip_and_fee": "a NetSuite customer payment has no tip line (UnsupportedEventError)",
+        "over_payment": "NetSuite refuses to apply more than an invoice's amount due "
+                        "(INVALID_TRANS_AMT); the sink does not cap allocations yet",
+        "refund_payment": "a customer refund spends only a payment's unapplied amount "
+                          "(INVALID_REFUND_AMT); un-applying first is not built",
+        "void_after_payment": "REST has no void; deleting an applied invoice is refused "
+                              "(CANT_DELETE_TRANS)",
+    },
 )

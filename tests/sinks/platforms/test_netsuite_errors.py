@@ -43,7 +43,7 @@ def ns_error(status: int, code: str, detail: str, path: str | None = None,
     (400, "INVALID_KEY_OR_REF", "entity", ReferenceMissingError),
     (400, "INVALID_KEY_OR_REF", "apply.items.doc", ReferenceMissingError),
     (400, "DUP_TRANS", "tranId", PayloadRejectedError),
-    (400, "TRAN_PERIOD_CLOSED", None, PayloadRejectedError),
+    (400, "TRAN_PERIOD_CLOSED", None, ConfigurationError),  # pause, like other sinks
     (400, "CANT_DELETE_TRANS", None, PayloadRejectedError),
     (400, "MISSING_REQD_FLD", "tranDate", PayloadRejectedError),
     (400, "SOMETHING_NEW", None, PayloadRejectedError),  # generic 4xx fallback

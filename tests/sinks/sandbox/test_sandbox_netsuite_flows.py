@@ -270,12 +270,28 @@ def test_customer_delete_marks_inactive(ns: Harness) -> None:
     assert ns.report()["customers"][0]["active"] is False
 
 
-def test_closed_period_dead_letters_with_hint(ns: Harness, sandbox: NetSuiteSandbox) -> None:
+def test_closed_period_pauses_the_tenant_with_hint(ns: Harness,
+                                                  sandbox: NetSuiteSandbox) -> None:
     ns.write(sample_customer_event())
     sandbox.lock_period(HOST, sample_invoice().issue_date)
-    with pytest.raises(PayloadRejectedError, match="period is closed") as info:
+    with pytest.raises(ConfigurationError, match="reopen it") as info:
         ns.write(sample_invoice_event())
     assert info.value.vendor_code == "TRAN_PERIOD_CLOSED"
+    sandbox.lock_period(HOST, None)
+    ns.write(sample_invoice_event())
+    assert len(ns.report()["documents"]) == 1
+
+
+def test_customer_made_inactive_behind_our_back_is_reactivated(
+        ns: Harness, sandbox: NetSuiteSandbox) -> None:
+    ns.write(sample_invoice_event())
+    with sandbox.lock:
+        sandbox.deactivate_customer(HOST, ns.ids["customer:c1"])
+    result = ns.write(sample_invoice_event(invoice_id="inv2",
+                                           invoice=sample_invoice("inv2", number="INV-2")))
+    assert any("reactivated" in note for note in result.raw["notes"])
+    report = ns.report()
+    assert report["customers"][0]["active"] is True and len(report["documents"]) == 2
 
 
 def test_duplicate_number_from_another_record(ns: Harness) -> None:

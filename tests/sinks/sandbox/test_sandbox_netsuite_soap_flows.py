@@ -20,7 +20,7 @@ from schemas.examples import (
 )
 from schemas.models import Op
 from sinks.core.contract import FlowRunner, SinkContext, WriteResult
-from sinks.core.errors import ConfigurationError, PayloadRejectedError, ReferenceMissingError
+from sinks.core.errors import ConfigurationError, ReferenceMissingError
 from sinks.platforms.netsuite.soap import NetSuiteSoap, token_passport_factory
 from sinks.sandbox.core import ManualClock, SyncASGITransport
 from sinks.sandbox.netsuite import NetSuiteSandbox
@@ -117,7 +117,7 @@ def test_soap_void_then_replayed_void(ns: SoapHarness) -> None:
 def test_soap_failures_map_to_the_taxonomy(ns: SoapHarness, sandbox: NetSuiteSandbox) -> None:
     ns.write(sample_invoice_event())
     sandbox.lock_period(HOST, sample_invoice_event().payload.issue_date)  # type: ignore[union-attr]
-    with pytest.raises(PayloadRejectedError) as info:
+    with pytest.raises(ConfigurationError) as info:
         ns.write(sample_payment_event(amount=Decimal("10.00")))
     assert info.value.vendor_code == "TRAN_PERIOD_CLOSED"
     sandbox.lock_period(HOST, None)
