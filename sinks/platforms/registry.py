@@ -30,6 +30,7 @@ __all__ = [
 BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.quickbooks",
     "sinks.platforms.xero",
+    "sinks.platforms.zoho_books",
 )
 
 P = TypeVar("P", bound=type[Platform])

@@ -34,6 +34,7 @@ from sinks.core.errors import (
     RateLimitedError,
     RetryableError,
     SinkError,
+    TransientError,
     classify_exception,
     classify_http,
 )
@@ -128,6 +129,18 @@ def _retry_reason(error: SinkError) -> str:
     return "transport"
 
 
+#: Methods whose repetition cannot create a second document (RFC 9110 idempotent).
+_REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class _NotRepeatable(Exception):
+    """Carries a transient error of a request that must not be re-sent as is."""
+
+    def __init__(self, error: TransientError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class HttpExecutor:
     """Sends requests for one (platform, tenant); usable as a ``Transport``.
 
@@ -189,14 +202,31 @@ class HttpExecutor:
                 delay,
             )
 
-        return call_with_retry(
-            lambda: self._attempt_with_reauth(request),
-            self.retry,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
-            on_retry=on_retry,
-        )
+        repeatable = request.method in _REPEATABLE_METHODS or request.idempotency_key is not None
+
+        def attempt() -> PlatformResponse:
+            try:
+                return self._attempt_with_reauth(request)
+            except TransientError as exc:
+                # A POST without an idempotency key may have been applied even though
+                # its response was lost: sending it again could create a second
+                # document. Hand it back to the runner, which re-runs the whole flow
+                # (and the flow looks the document up by reference before creating).
+                if repeatable:
+                    raise
+                raise _NotRepeatable(exc) from exc
+
+        try:
+            return call_with_retry(
+                attempt,
+                self.retry,
+                sleep=self._sleep,
+                clock=self._clock,
+                rng=self._rng,
+                on_retry=on_retry,
+            )
+        except _NotRepeatable as wrapped:
+            raise wrapped.error from wrapped.error.__cause__
 
     def send_once(self, request: PlatformRequest) -> PlatformResponse:
         """One unauthenticated attempt outside the tenant's rate budget: the token and

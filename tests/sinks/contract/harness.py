@@ -230,3 +230,20 @@ def open_books(harness: PlatformHarness, platform: Platform, sandbox: Sandbox,
                tenant_id: str = "corpus", *, validate: bool = True) -> Books:
     tenant = harness.setup_tenant(sandbox, tenant_id)
     return Books(platform, connect(harness, sandbox, tenant, validate=validate), tenant)
+
+
+def _load_platform_harnesses() -> None:
+    """Every ``harness_<platform>.py`` beside this file defines one PlatformHarness; a
+    platform joins the suite by adding such a file (imported here, after the names it
+    needs from this module exist)."""
+    import importlib
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parent.glob("harness_*.py")):
+        module = importlib.import_module(f"tests.sinks.contract.{path.stem}")
+        for value in vars(module).values():
+            if isinstance(value, PlatformHarness):
+                HARNESSES.setdefault(value.platform, value)
+
+
+_load_platform_harnesses()
