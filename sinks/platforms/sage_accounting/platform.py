@@ -19,7 +19,11 @@ notes (CREDITED: allocated to invoices with a contact allocation; REFUNDED: a
 CUSTOMER_REFUND allocated to the credit note), refunds (CUSTOMER_REFUND), credit-note
 void. Unsupported, raising :class:`UnsupportedEventError`: customer deletion (Sage
 refuses to delete a contact with transactions), tax-rate events (tax rates are Sage
-settings, mapped through ``tax_codes``), updating a credit note after it was issued.
+settings, mapped through ``tax_codes``), updating a credit note after it was issued,
+voiding a document that has payments or credit allocated (Sage voids only unallocated
+documents), a refund allocated to an invoice (Sage allocates refunds only to credit
+notes or money on account). An over-payment's allocation is capped at the invoice's
+outstanding amount; the rest stays on account.
 
 What each event type becomes is the table :data:`ROUTES`; amounts and names come from
 :mod:`.mapping`; protocol mechanics from :mod:`sinks.transport.session_rest`.
