@@ -89,7 +89,10 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
         f"run {result.run_id}: {result.events_produced} CRM events → {result.ledger_entries} "
         f"ledger entries in {result.duration_s:.1f}s; end-to-end latency p50 "
         f"{_ms(result.latency_ms(0.5))}, p99 {_ms(result.latency_ms(0.99))} "
-        f"(event occurred_at → sink sync log); duplicates {result.duplicates}, "
+        f"(event occurred_at → sink sync log; to ledger.entries: p50 "
+        f"{_ms(result.latency_ms(0.5, processor_only=True))}, p99 "
+        f"{_ms(result.latency_ms(0.99, processor_only=True))}); "
+        f"duplicates {result.duplicates}, "
         f"missing {result.missing}")
     platforms = Table(title="documents per platform", title_justify="left")
     for column in ("platform", "tenants", "entries", "applied", "dead-lettered", "documents",

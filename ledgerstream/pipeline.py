@@ -181,6 +181,8 @@ class PipelineResult:
     latencies_ms: list[float]
     unprocessed_events: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Event ``occurred_at`` → its ledger entry's Kafka timestamp (relay + processor).
+    processor_latencies_ms: list[float] = field(default_factory=list)
     #: ``kind:crm_id`` of documents with a dead-lettered event (per tenant).
     dead_lettered_keys: dict[str, set[str]] = field(default_factory=dict)
 
@@ -200,10 +202,12 @@ class PipelineResult:
                 if d.what == "missing"
                 and d.key not in self.dead_lettered_keys.get(t.tenant_id, set())]
 
-    def latency_ms(self, quantile: float) -> float | None:
-        if not self.latencies_ms:
+    def latency_ms(self, quantile: float, *, processor_only: bool = False) -> float | None:
+        """End-to-end (``occurred_at`` → sink sync log) or, with ``processor_only``,
+        up to the ledger entry in Kafka."""
+        data = sorted(self.processor_latencies_ms if processor_only else self.latencies_ms)
+        if not data:
             return None
-        data = sorted(self.latencies_ms)
         if len(data) == 1:
             return data[0]
         cuts = statistics.quantiles(data, n=100, method="inclusive")
@@ -286,6 +290,8 @@ class _TopicReader:
         #: (tenant, event_id) -> occurred_at
         self.entries: dict[tuple[str, str], datetime] = {}
         self.dead_letters: list[DeadLetterInfo] = []
+        #: occurred_at -> the ledger entry's Kafka timestamp (the processor's share)
+        self.processed_ms: list[float] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pipeline-reader", daemon=True)
@@ -300,11 +306,11 @@ class _TopicReader:
                         if err.code() != KafkaError._PARTITION_EOF:
                             self.errors.append(str(err))
                         continue
-                    self._take(msg.topic() or "", msg.value())
+                    self._take(msg.topic() or "", msg.value(), msg.timestamp()[1])
         finally:
             self.consumer.close()
 
-    def _take(self, topic: str, value: bytes | None) -> None:
+    def _take(self, topic: str, value: bytes | None, timestamp_ms: int) -> None:
         if value is None:
             return
         ctx = SerializationContext(topic, MessageField.VALUE)
@@ -315,6 +321,9 @@ class _TopicReader:
                 with self.lock:
                     self.entries[(str(event.tenant_id), str(event.event_id))] = (
                         event.occurred_at)
+                    if timestamp_ms > 0:
+                        self.processed_ms.append(
+                            timestamp_ms - event.occurred_at.timestamp() * 1000)
             else:
                 letter = cast(DeadLetter, self._letter(value, ctx))
                 with self.lock:
@@ -375,6 +384,7 @@ class Pipeline:
         self.simulation: SimulationResult | None = None
         self.started_at = time.monotonic()
         self._db_created = False
+        self._stopped = False
         self.state = Progress("created")
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -665,7 +675,8 @@ class Pipeline:
             platforms=platforms, tenants=tenants, dead_letters=letters,
             latencies_ms=latencies,
             unprocessed_events=len(expected_ids - set(entries) - lettered),
-            errors=list(self.reader.errors), dead_lettered_keys=dead_keys)
+            errors=list(self.reader.errors), dead_lettered_keys=dead_keys,
+            processor_latencies_ms=list(self.reader.processed_ms))
 
     # -- all of it -----------------------------------------------------------------------
 
@@ -683,8 +694,21 @@ class Pipeline:
         self._report("done")
         return result
 
+    def _delete_topics(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.config.endpoints.kafka_bootstrap})
+        mark = f".{self.topics.suffix}"
+        names = [t for t in admin.list_topics(timeout=10).topics
+                 if t.endswith(mark) or t.startswith(self.topics.processor_app_id)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    future.result(timeout=30)
+
     def stop(self) -> None:
         """Stop the processes (sinks first), the reader and the sandboxes."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._report("stopping")
         for name in sorted(self.services, key=lambda n: not n.startswith("sink:")):
             with contextlib.suppress(Exception):
@@ -697,7 +721,11 @@ class Pipeline:
                 served.stop()
 
     def close(self) -> None:
+        """Stop, then drop the run's database and topics (unless ``keep_database``)."""
         self.stop()
+        if not self.config.keep_database:
+            with contextlib.suppress(Exception):
+                self._delete_topics()
         if self._db_created and not self.config.keep_database:
             with contextlib.suppress(Exception), psycopg.connect(
                     self.config.endpoints.database_url, autocommit=True) as conn:
