@@ -28,6 +28,7 @@ __all__ = [
 
 #: Modules whose import registers a platform; extend when adding one.
 BUILTIN_MODULES: tuple[str, ...] = (
+    "sinks.platforms.business_central",
     "sinks.platforms.quickbooks",
     "sinks.platforms.xero",
     "sinks.platforms.zoho_books",

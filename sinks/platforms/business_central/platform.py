@@ -89,6 +89,7 @@ from sinks.core.errors import (
 )
 from sinks.core.mapping import TenantMapping
 from sinks.platforms.business_central import mapping as m
+from sinks.platforms.registry import register
 from sinks.transport.odata import (
     BatchPart,
     batch_request,
@@ -143,11 +144,14 @@ TRANSIENT = {"Request_EntityChanged", "Internal_ServerError", "Internal_ServiceU
              "Application_CannotConnectToServer"}
 THROTTLED = {"Application_TooManyRequests", "TooManyRequests"}
 LOCKED_PERIOD_PHRASE = "not within your range of allowed posting dates"
+#: BC refuses documents for a customer blocked with type All (archived in BC).
+BLOCKED_CUSTOMER_PHRASE = "is blocked with type all"
 #: Records the tenant mapping points at: when BC lacks one, the mapping is wrong.
 MAPPED_TABLES = ("The G/L Account does not exist", "The Item does not exist",
                  "The Tax Group does not exist", "The customerPaymentJournal with id")
 
 
+@register
 class BusinessCentral(Platform):
     spec: ClassVar[PlatformSpec] = PlatformSpec(
         name=PLATFORM,
@@ -412,10 +416,10 @@ class BusinessCentral(Platform):
         existing = yield from self._find_document(context, "salesInvoices", "salesInvoiceLines",
                                                   f"invoice:{invoice.id}", invoice.number)
         already = existing is not None
+        notes: list[str] = []
         if existing is None:
-            response = yield self._write(context, "POST", "salesInvoices", "create invoice",
-                                         body=body, step="invoice")
-            record = dict(response.json())
+            record = yield from self._create(context, "salesInvoices", "create invoice",
+                                             body, "invoice", customer_bc, notes)
         elif existing.get("status") == "Draft":
             record = existing
             if entry.event.op is Op.UPDATE:
@@ -427,14 +431,45 @@ class BusinessCentral(Platform):
                 return self._result(record, already=True, related=related)
             if record.get("status") not in CANCELED:
                 yield from self._cancel(context, invoice.number, record)
-            response = yield self._write(context, "POST", "salesInvoices", "create invoice",
-                                         body=body, step="invoice:reissue")
-            record = dict(response.json())
+            record = yield from self._create(context, "salesInvoices", "create invoice",
+                                             body, "invoice:reissue", customer_bc, notes)
             already = False
         if invoice.status is not InvoiceStatus.DRAFT and record.get("status") == "Draft":
             record = yield from self._post(context, "salesInvoices", record)
             already = False
+        if notes:
+            record["notes"] = notes
         return self._result(record, already=already, related=related)
+
+    def _create(self, context: SinkContext, entity_set: str, purpose: str,
+                body: dict[str, Any], step: str, customer_bc: str, notes: list[str]
+                ) -> Flow[dict[str, Any]]:
+        """POST a document; when BC refuses it because the customer is blocked (someone
+        archived it in BC while the CRM still bills them), unblock the customer — the
+        CRM is the source of truth for its activity — and send it once more."""
+        response = yield self._write(context, "POST", entity_set, purpose, body=body,
+                                     step=step, accept=(400,))
+        if response.status == 400:
+            error = odata_error(response)
+            if error is None or BLOCKED_CUSTOMER_PHRASE not in error.message.lower():
+                raise self._classify(response) or PayloadRejectedError(
+                    f"{purpose} rejected: {response.text[:300]}", platform=PLATFORM)
+            yield from self._unblock_customer(context, customer_bc)
+            notes.append(f"customer {customer_bc} was blocked in BC and has been reactivated "
+                         "(the CRM still bills them)")
+            response = yield self._write(context, "POST", entity_set, purpose, body=body,
+                                         step=f"{step}:unblocked")
+        return dict(response.json())
+
+    def _unblock_customer(self, context: SinkContext, customer_bc: str) -> Flow[None]:
+        current = yield from self._read(context, "customers", customer_bc, "find customer")
+        if current is None:
+            raise ReferenceMissingError(f"BC customer {customer_bc} no longer exists",
+                                        platform=PLATFORM)
+        if current.get("blocked") == "All":
+            yield from self._patch(context, "customers", customer_bc,
+                                   {"blocked": m.BLOCKED_NONE}, etag_of(current),
+                                   "reactivate customer")
 
     def _needs_correction(self, entry: LedgerEntry, invoice: Invoice,
                           record: dict[str, Any]) -> bool:
@@ -560,16 +595,19 @@ class BusinessCentral(Platform):
                                                   "salesCreditMemoLines",
                                                   f"credit_note:{note.id}", note.number)
         already = existing is not None
+        notes: list[str] = []
         if existing is None:
             body = m.credit_memo_body(note, customer_bc, invoice_bc, mapping,
                                       exempt=customer.tax_exempt,
                                       local_currency=settings.local_currency)
-            response = yield self._write(context, "POST", "salesCreditMemos",
-                                         "create credit memo", body=body, step="credit_note")
-            existing = dict(response.json())
+            existing = yield from self._create(context, "salesCreditMemos",
+                                               "create credit memo", body, "credit_note",
+                                               customer_bc, notes)
         if existing.get("status") == "Draft":
             existing = yield from self._post(context, "salesCreditMemos", existing)
             already = False
+        if notes:
+            existing["notes"] = notes
         return self._result(existing, already=already, related=related)
 
     # ------------------------------------------------------------------ payments
@@ -707,7 +745,9 @@ class BusinessCentral(Platform):
                                          platform=PLATFORM, vendor_code=code,
                                          status=response.status)
         if LOCKED_PERIOD_PHRASE in message.lower():
-            return PayloadRejectedError(
+            # Every later document of the tenant would fail the same way: pause the
+            # tenant until the bookkeeper opens the period, rather than dead-letter.
+            return ConfigurationError(
                 f"posting date is in a closed period in BC (General Ledger Setup "
                 f"'Allow Posting From/To'): {detail}", platform=PLATFORM, vendor_code=code,
                 status=response.status)

@@ -21,7 +21,7 @@ from schemas import examples as ex
 from schemas.models import Allocation, CreditDisposition, InvoiceStatus, LedgerEntry, Op
 from sinks.core.contract import FlowRunner, PlatformRequest, PlatformResponse, SinkContext
 from sinks.core.errors import (
-    PayloadRejectedError,
+    ConfigurationError,
     RateLimitedError,
     ReferenceMissingError,
     SinkError,
@@ -396,11 +396,12 @@ def test_customer_update_and_deactivate(h: Harness) -> None:
     assert h.report()["customers"][0]["active"] is False
 
 
-def test_closed_period_is_dead_lettered_with_reason(h: Harness) -> None:
+def test_closed_period_pauses_the_tenant_with_reason(h: Harness) -> None:
     h.sandbox.lock_period(COMPANY, ex.sample_invoice().issue_date)
-    with pytest.raises(PayloadRejectedError, match="closed period") as info:
+    with pytest.raises(ConfigurationError, match="closed period") as info:
         h.write(invoice_entry())
     assert info.value.vendor_code == "Application_DialogException"
+    assert info.value.action.value == "pause_tenant"
 
 
 def test_throttling_surfaces_retry_after() -> None:

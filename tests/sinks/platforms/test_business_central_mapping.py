@@ -313,7 +313,7 @@ def test_odata_error_reads_v4_and_v2_shapes() -> None:
      ConfigurationError, "Internal_RecordNotFound"),
     (response(400, "Application_DialogException",
               "Posting Date is not within your range of allowed posting dates."),
-     PayloadRejectedError, "Application_DialogException"),
+     ConfigurationError, "Application_DialogException"),
     (response(400, "Application_StringExceededLength", "The length of the string is 40"),
      PayloadRejectedError, "Application_StringExceededLength"),
     (PlatformResponse(502, {}, b"<html>Bad gateway</html>"), TransientError, None),
