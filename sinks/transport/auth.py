@@ -10,7 +10,9 @@ credential instead of refreshing again.
 
 Schemes: :class:`ApiKeyAuth` (header or query), :class:`OAuth2Auth` (bearer with
 refresh; rotating refresh tokens persisted encrypted in a :class:`TokenStore`, rotated
-under a row lock), :class:`OAuth1Auth` (NetSuite token-based auth, RFC 5849 with
+under a row lock), :class:`ClientCredentialsAuth` (OAuth 2 client credentials grant,
+RFC 6749 §4.4: no refresh token, a new access token is simply requested again; cached
+per process), :class:`OAuth1Auth` (NetSuite token-based auth, RFC 5849 with
 HMAC-SHA256) and :class:`SessionAuth` (login request, re-login on 401).
 """
 
@@ -44,6 +46,7 @@ from sinks.transport.redact import register_secret
 __all__ = [
     "ApiKeyAuth",
     "Authenticator",
+    "ClientCredentialsAuth",
     "InMemoryTokenStore",
     "OAuth1Auth",
     "OAuth2Auth",
@@ -649,6 +652,156 @@ class OAuth2Auth(Authenticator):
     def _call_token_endpoint(self, send: Transport, current: TokenSet) -> TokenSet:
         response = send(self.refresh_request(current))
         return self.parse_token_response(response, current)
+
+
+# ------------------------------------------------------------- client credentials
+
+
+#: Token-endpoint errors that no retry cures: the app registration is wrong.
+_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_scope",
+                            "unsupported_grant_type", "invalid_request"})
+
+
+class ClientCredentialsAuth(Authenticator):
+    """Bearer tokens from the OAuth 2 client credentials grant (RFC 6749 §4.4), as
+    Microsoft Entra ID issues them for Business Central service-to-service apps.
+
+    There is no refresh token and no grant to persist: the token is requested with
+    ``grant_type=client_credentials`` (and ``scope``), cached in this process until
+    ``refresh_margin`` seconds before it expires, and requested again then, or when the
+    API answers 401 (the executor refreshes once per request, passing the generation
+    that failed; a thread that lost the race adopts the winner's token). A token
+    endpoint that refuses the client (``invalid_client``, ``invalid_scope``, …) is a
+    :class:`ConfigurationError`: the tenant is paused until the app is fixed.
+    """
+
+    can_refresh = True
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        scope: str | None = None,
+        platform: str = "",
+        tenant_id: str = "",
+        client_auth: Literal["basic", "body"] = "body",
+        header: str = "Authorization",
+        scheme: str = "Bearer",
+        refresh_margin: float = 120.0,
+        default_lifetime: float = 3600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.scope = scope
+        self.platform = platform
+        self.tenant_id = tenant_id
+        self._client_secret = client_secret
+        self._client_auth = client_auth
+        self._header = header
+        self._scheme = scheme
+        self._margin = refresh_margin
+        self._default_lifetime = default_lifetime
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: SecretStr | None = None
+        self._expires_at: datetime | None = None
+        self._generation = 0
+        register_secret(client_secret.get_secret_value())
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            return self._generation
+
+    def _expiring(self) -> bool:
+        if self._token is None or self._expires_at is None:
+            return True
+        return self._expires_at.timestamp() - self._margin <= self._clock().timestamp()
+
+    def needs_refresh(self) -> bool:
+        with self._lock:
+            return self._expiring()
+
+    def apply(self, request: httpx.Request) -> int:
+        with self._lock:
+            token, generation = self._token, self._generation
+        if token is not None:
+            request.headers[self._header] = f"{self._scheme} {token.get_secret_value()}"
+        return generation
+
+    def refresh(self, send: Transport, *, stale_generation: int) -> None:
+        with self._lock:
+            if self._generation != stale_generation and not self._expiring():
+                return  # another thread fetched a fresh token meanwhile
+            response = send(self.token_request())
+            token, expires_at = self.parse_token_response(response)
+            register_secret(token.get_secret_value())
+            self._token, self._expires_at = token, expires_at
+            self._generation += 1
+
+    def token_request(self) -> PlatformRequest:
+        """The token-endpoint request for a new access token."""
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        secret = self._client_secret.get_secret_value()
+        if self._client_auth == "basic":
+            pair = f"{_pct(self.client_id)}:{_pct(secret)}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        else:
+            form |= {"client_id": self.client_id, "client_secret": secret}
+        return PlatformRequest(
+            "POST",
+            self.token_url,
+            purpose="client credentials token",
+            headers=headers,
+            content=urllib.parse.urlencode(form).encode(),
+        )
+
+    def parse_token_response(self, response: PlatformResponse) -> tuple[SecretStr, datetime]:
+        """The access token and its expiry, or the error the response stands for."""
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        whose = f"tenant {self.tenant_id!r}" if self.tenant_id else f"client {self.client_id!r}"
+        if response.status in (400, 401) and isinstance(payload, dict):
+            code = str(payload.get("error", ""))
+            if code in _CLIENT_ERRORS or response.status == 401:
+                raise ConfigurationError(
+                    f"client credentials token for {whose} refused: "
+                    f"{payload.get('error_description') or code}; check the app "
+                    "registration (client id, secret, scope, permissions)",
+                    platform=self.platform,
+                    vendor_code=code or None,
+                    status=response.status,
+                )
+        error = classify_http(
+            response.status, response.headers, response.body, platform=self.platform
+        )
+        if error is not None:
+            if error.retryable:
+                raise error
+            raise ConfigurationError(
+                f"client credentials token for {whose} failed: {error.reason}",
+                platform=self.platform,
+                status=response.status,
+            )
+        if not isinstance(payload, dict) or not payload.get("access_token"):
+            raise ConfigurationError(
+                "token endpoint answered without an access_token", platform=self.platform
+            )
+        lifetime = payload.get("expires_in")
+        seconds = float(lifetime) if lifetime is not None else self._default_lifetime
+        expires_at = datetime.fromtimestamp(self._clock().timestamp() + seconds, UTC)
+        return SecretStr(str(payload["access_token"])), expires_at
 
 
 # ------------------------------------------------------------------------ session

@@ -8,12 +8,24 @@ how to authenticate; this module validates it and builds the :class:`HttpExecuto
 connection:
   base_url: https://quickbooks.api.intuit.com/v3/company/9130350
   auth:
-    kind: oauth2            # none | api_key | oauth2 | oauth1
+    kind: oauth2            # none | api_key | oauth2 | client_credentials | oauth1
     token_url: https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer
     client_id: ABC
     client_secret: xyz      # the file is a secret: mount it, never commit it
 ```
 OAuth2 grants themselves live encrypted in PostgreSQL (``ledgerstream connect``).
+``client_credentials`` (Business Central via Microsoft Entra ID) has no grant to store:
+``token_url``, ``client_id``, ``client_secret`` and ``scope`` suffice, the client sent
+in the form body unless ``client_auth: basic``:
+
+```yaml
+  auth:
+    kind: client_credentials
+    token_url: https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token
+    client_id: 3f2c…
+    client_secret: xyz
+    scope: https://api.businesscentral.dynamics.com/.default
+```
 """
 
 from __future__ import annotations
@@ -25,7 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from sinks.core.contract import Platform
 from sinks.core.errors import ConfigurationError
-from sinks.transport.auth import ApiKeyAuth, Authenticator, OAuth1Auth, OAuth2Auth, TokenStore
+from sinks.transport.auth import (
+    ApiKeyAuth,
+    Authenticator,
+    ClientCredentialsAuth,
+    OAuth1Auth,
+    OAuth2Auth,
+    TokenStore,
+)
 from sinks.transport.http import HttpExecutor, SinkMetrics, make_client
 from sinks.transport.ratelimit import RateLimiter
 from sinks.transport.retry import RetryPolicy
@@ -35,11 +54,14 @@ from sinks.transport.settings import TransportSettings
 class AuthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["none", "api_key", "oauth2", "oauth1"] = "none"
+    kind: Literal["none", "api_key", "oauth2", "client_credentials", "oauth1"] = "none"
     token_url: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
-    client_auth: Literal["basic", "body"] = "basic"
+    #: How the client authenticates at the token endpoint; default ``basic`` for
+    #: ``oauth2``, ``body`` for ``client_credentials`` (Entra ID's documented form).
+    client_auth: Literal["basic", "body"] | None = None
+    scope: str | None = None
     api_key: SecretStr | None = None
     header: str = "Authorization"
     scheme: str | None = None
@@ -97,7 +119,16 @@ def build_auth(
             platform=platform, tenant_id=tenant_id, token_url=need(auth.token_url, "token_url"),
             client_id=need(auth.client_id, "client_id"),
             client_secret=need(auth.client_secret, "client_secret"), store=tokens,
-            client_auth=auth.client_auth, header=auth.header, scheme=auth.scheme or "Bearer",
+            client_auth=auth.client_auth or "basic", header=auth.header,
+            scheme=auth.scheme or "Bearer",
+        )
+    if auth.kind == "client_credentials":
+        return ClientCredentialsAuth(
+            platform=platform, tenant_id=tenant_id, token_url=need(auth.token_url, "token_url"),
+            client_id=need(auth.client_id, "client_id"),
+            client_secret=need(auth.client_secret, "client_secret"), scope=auth.scope,
+            client_auth=auth.client_auth or "body", header=auth.header,
+            scheme=auth.scheme or "Bearer",
         )
     return OAuth1Auth(
         realm=need(auth.account, "account"),
