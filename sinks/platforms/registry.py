@@ -32,6 +32,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.quickbooks",
     "sinks.platforms.xero",
     "sinks.platforms.zoho_books",
+    "sinks.platforms.sage_intacct",
 )
 
 P = TypeVar("P", bound=type[Platform])
