@@ -33,6 +33,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.xero",
     "sinks.platforms.zoho_books",
     "sinks.platforms.sage_intacct",
+    "sinks.platforms.reckon_one",
 )
 
 P = TypeVar("P", bound=type[Platform])
