@@ -61,3 +61,14 @@ def test_parsed_rows_only_trust_identical_bytes() -> None:
     rows.get(b"b", b"y")  # evicts the oldest
     assert rows.get(b"k", b"abcd") == 4
     assert calls == [b"abc", b"abcd", b"x", b"y", b"abcd"]
+
+
+def test_codec_bytes_are_what_schemas_serde_writes_and_reads(registry: object) -> None:
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    ctx = SerializationContext("crm.financial-events", MessageField.VALUE)
+    ours = ConfluentAvroCodec("crm.financial-events", FinancialEvent, registry)  # type: ignore[arg-type]
+    ev = sample_invoice_event()
+    theirs = serde.financial_event_serializer(registry)(ev, ctx)  # type: ignore[arg-type]
+    assert ours.encode(ev) == theirs
+    assert serde.financial_event_deserializer(registry)(ours.encode(ev), ctx) == ev  # type: ignore[arg-type]
