@@ -54,6 +54,8 @@ class SandboxProfile:
     provision: Callable[[Sandbox, str, str], tuple[dict[str, Any], dict[str, Any]]]
     #: Path under the served URL that the platform's request paths are relative to.
     api_prefix: Callable[[str], str]
+    #: ``Authorization`` scheme the platform expects for OAuth2 access tokens.
+    auth_scheme: str = "Bearer"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class ServedSandbox:
                 "token_url": self.url + self.sandbox.token_path,
                 "client_id": f"demo-{self.platform}",
                 "client_secret": "demo-secret",
+                "scheme": self.profile.auth_scheme,
             },
         }
         config = TenantConfig.model_validate({
@@ -237,5 +240,48 @@ XERO = SandboxProfile(
 )
 
 
-PROFILES: dict[str, SandboxProfile] = {p.platform: p for p in (QUICKBOOKS, XERO)}
+# --------------------------------------------------------------------------- Zoho Books
+
+ZOHO_MAPPING: dict[str, Any] = {
+    "items": {"labor": "460000000002001", "parts": "460000000002002",
+              "fees": "460000000002003", "discounts": "460000000002004"},
+    "tax_codes": {"TX-AUSTIN": "460000000001001", "TX-SVC": "460000000001003",
+                  "TX-STATE": "460000000001003"},
+    "exempt_tax_code": "460000000001900",
+    "deposit_accounts": {"card": "460000000003002", "default": "460000000003001"},
+}
+
+
+def _zoho_sandbox(relaxed: bool) -> Sandbox:
+    from sinks.sandbox.zoho_books import ZohoBooksSandbox
+
+    if relaxed:
+        return ZohoBooksSandbox(clock=SystemClock(), per_minute=100_000, per_day=10_000_000,
+                                max_concurrent=100)
+    return ZohoBooksSandbox(clock=SystemClock())
+
+
+def _zoho_provision(sandbox: Sandbox, tenant_id: str, org_id: str
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    from sinks.sandbox.zoho_books import ZohoBooksSandbox
+
+    assert isinstance(sandbox, ZohoBooksSandbox)
+    with sandbox.lock:
+        sandbox.org(org_id)
+    settings = {"organization_id": org_id,
+                "currency_ids": {"USD": "460000000004001", "EUR": "460000000004002"}}
+    return settings, dict(ZOHO_MAPPING)
+
+
+ZOHO_BOOKS = SandboxProfile(
+    platform="zoho-books",
+    make_sandbox=_zoho_sandbox,
+    sandbox_tenant=lambda tenant_id: str(70000 + sum(tenant_id.encode())),
+    provision=_zoho_provision,
+    api_prefix=lambda org: "/books/v3",
+    auth_scheme="Zoho-oauthtoken",
+)
+
+
+PROFILES: dict[str, SandboxProfile] = {p.platform: p for p in (QUICKBOOKS, XERO, ZOHO_BOOKS)}
 """Platforms with a demo/e2e profile, by registry name."""
