@@ -34,6 +34,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.zoho_books",
     "sinks.platforms.sage_intacct",
     "sinks.platforms.reckon_one",
+    "sinks.platforms.acumatica",
 )
 
 P = TypeVar("P", bound=type[Platform])

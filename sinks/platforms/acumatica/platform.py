@@ -28,6 +28,13 @@ invoice (Acumatica only reverses released documents with a credit memo, which ne
 person to decide), tips (an AR payment has no income line), tax-rate events, editing an
 issued credit memo.
 
+A customer made inactive in Acumatica behind our back (a document PUT answers 422
+"The customer status is 'Inactive'") is reactivated (``Status = Active``) when the
+CRM still has it active, and the document is sent again once; the result's
+``raw["notes"]`` says so. A closed financial period pauses the tenant
+(:class:`ConfigurationError`): every document dated in it would fail the same way
+until someone reopens the period.
+
 Authentication is a cookie session (``POST /entity/auth/login``; every session holds
 one of the licence's API-user seats, so the sink logs out on shutdown):
 :func:`login_request` / :func:`logout_request` build those requests for
@@ -82,6 +89,7 @@ from sinks.core.errors import (
 )
 from sinks.core.mapping import TenantConfig
 from sinks.platforms.acumatica import mapping as m
+from sinks.platforms.registry import register
 from sinks.transport.session_rest import (
     await_operation,
     error_entries,
@@ -190,6 +198,7 @@ def _odata(value: str) -> str:
     return value.replace("'", "''")
 
 
+@register
 class Acumatica(Platform):
     """The Acumatica platform: routes each event to a flow (see :data:`ROUTES`)."""
 
@@ -233,6 +242,48 @@ class Acumatica(Platform):
         record: dict[str, Any] = unwrap_values(response.json())
         return record
 
+    def _put_for_customer(self, entity: str, body: dict[str, Any], purpose: str,
+                          entry: LedgerEntry, crm_customer: str, customer_key: str,
+                          notes: list[str]) -> Flow[dict[str, Any]]:
+        """PUT a customer's document. Refused because the customer was made inactive in
+        Acumatica behind our back: reactivate it (see :meth:`_reactivate`) and send the
+        document again, once."""
+        response = yield self._request("PUT", f"/{entity}", purpose, json=wrap_values(body),
+                                       accept=frozenset({422}))
+        if response.status == 422:
+            if not _customer_inactive(response):
+                raise self._raise(response)
+            yield from self._reactivate(entry, crm_customer, customer_key, notes)
+            response = yield self._request("PUT", f"/{entity}", f"{purpose} (after "
+                                           "reactivating the customer)",
+                                           json=wrap_values(body))
+        record: dict[str, Any] = unwrap_values(response.json())
+        return record
+
+    def _reactivate(self, entry: LedgerEntry, crm_customer: str, customer_key: str,
+                    notes: list[str]) -> Flow[None]:
+        """Make an inactive Acumatica customer active again if the CRM says it is active
+        (the CRM bills them, so Acumatica's status is stale); otherwise say why not."""
+        customer = entry.customer
+        if not isinstance(customer, Customer) or customer.id != crm_customer:
+            raise ReferenceMissingError(
+                f"customer {customer_key} is inactive in Acumatica and the entry carries no "
+                "CRM snapshot saying whether it should be active", platform=NAME,
+                vendor_code="CustomerInactive")
+        if not customer.active:
+            raise PayloadRejectedError(
+                f"customer {crm_customer} is inactive in both the CRM and Acumatica "
+                f"({customer_key}); reactivate it before posting documents to it",
+                platform=NAME, vendor_code="CustomerInactive")
+        yield from self._put("Customer", {"CustomerID": customer_key, "Status": "Active"},
+                             "reactivate customer")
+        notes.append(f"customer {crm_customer} was inactive in Acumatica ({customer_key}); "
+                     "reactivated")
+
+    def _raise(self, response: PlatformResponse) -> SinkError:
+        return self.classify_error(response) or PayloadRejectedError(
+            f"unexpected HTTP {response.status}", platform=NAME, status=response.status)
+
     def _get(self, entity: str, external_id: str, purpose: str
              ) -> Flow[dict[str, Any] | None]:
         response = yield self._request("GET", _path(entity, external_id), purpose,
@@ -264,10 +315,12 @@ class Acumatica(Platform):
         return None
 
     @staticmethod
-    def _result(record: dict[str, Any], **extra: Any) -> WriteResult:
+    def _result(record: dict[str, Any], notes: list[str] | None = None, **extra: Any
+                ) -> WriteResult:
+        raw = {**record, "notes": notes} if notes else record
         return WriteResult(external_id=_key(record["Type"], record["ReferenceNbr"]),
                            version=record.get("LastModifiedDateTime"),
-                           document_number=record["ReferenceNbr"], raw=record, **extra)
+                           document_number=record["ReferenceNbr"], raw=raw, **extra)
 
     # ------------------------------------------------------------------ entry point
 
@@ -363,11 +416,13 @@ class Acumatica(Platform):
                     f"{current.get('LastModifiedDateTime')} after our last write ({version}); "
                     "refusing to overwrite a bookkeeper's edit",
                     platform=NAME, vendor_code="StaleVersion")
-        record = yield from self._put("Invoice", body, "upsert invoice")
+        notes: list[str] = []
+        record = yield from self._put_for_customer("Invoice", body, "upsert invoice", entry,
+                                                   invoice.customer_id, customer, notes)
         yield from self._release("Invoice", "ReleaseInvoice", record)
         final = yield from self._get("Invoice", _key(record["Type"], record["ReferenceNbr"]),
                                      "get invoice")
-        return self._result(final or record, related=related)
+        return self._result(final or record, notes, related=related)
 
     def _invoice_delete(self, entry: LedgerEntry, context: SinkContext) -> Flow[WriteResult]:
         known = context.external_ids.get(f"invoice:{entry.event.aggregate_id}")
@@ -456,9 +511,11 @@ class Acumatica(Platform):
             payment, customer, mapping.deposit_account(payment.method.value),
             self._method(context, payment.method), applications,
             limits=_limits(), fee_entry_type=self._settings(context).fee_entry_type)
-        record = yield from self._put("Payment", body, f"create {doc_type.lower()}")
+        notes: list[str] = []
+        record = yield from self._put_for_customer("Payment", body, f"create {doc_type.lower()}",
+                                                   entry, payment.customer_id, customer, notes)
         yield from self._release("Payment", "ReleasePayment", record)
-        return self._result(record, related=related)
+        return self._result(record, notes, related=related)
 
     def _payment_delete(self, entry: LedgerEntry, context: SinkContext) -> Flow[WriteResult]:
         known = context.external_ids.get(f"payment:{entry.event.aggregate_id}")
@@ -496,11 +553,14 @@ class Acumatica(Platform):
             raise UnsupportedEventError(
                 f"credit note {note.number} is already in Acumatica; issued credit memos are "
                 "not edited by this sink", platform=NAME)
+        notes: list[str] = []
         if current is None:
             body = m.document_body(note, customer, self._tenant(context).mapping,
                                    self._taxes(context), exempt=self._exempt(entry),
                                    limits=_limits())
-            current = yield from self._put("Invoice", body, "create credit memo")
+            current = yield from self._put_for_customer("Invoice", body, "create credit memo",
+                                                        entry, note.customer_id, customer,
+                                                        notes)
         yield from self._release("Invoice", "ReleaseInvoice", current)
         memo = (yield from self._get("Invoice", _key(current["Type"], current["ReferenceNbr"]),
                                      "get credit memo")) or current
@@ -537,7 +597,7 @@ class Acumatica(Platform):
                                           "AmountPaid": memo.get("Amount")}],
                 }, "refund credit memo")
             yield from self._release("Payment", "ReleasePayment", refund)
-        return self._result(memo, related=related)
+        return self._result(memo, notes, related=related)
 
     def _credit_note_delete(self, entry: LedgerEntry, context: SinkContext
                             ) -> Flow[WriteResult]:
@@ -597,9 +657,11 @@ class Acumatica(Platform):
             return ConfigurationError(f"Acumatica denied access: {message}",
                                       platform=NAME, vendor_code=code, status=status)
         if "period" in lowered and ("closed" in lowered or "locked" in lowered):
-            return PayloadRejectedError(
-                f"the document's financial period is closed in Acumatica; reopen it or "
-                f"redate the document, then replay: {message}",
+            # Every document dated in the period fails the same way until a person
+            # reopens it: pause the tenant rather than dead-letter each event.
+            return ConfigurationError(
+                f"the document's financial period is closed in Acumatica; reopen it (or "
+                f"change the tenant's closing), then resume the tenant: {message}",
                 platform=NAME, vendor_code=code, status=status)
         if status >= 500 and not exception.startswith("PX."):
             return TransientError(f"Acumatica unavailable: {message}",
@@ -620,6 +682,14 @@ class Acumatica(Platform):
                 platform=NAME, vendor_code=code, status=status)
         return PayloadRejectedError(f"Acumatica rejected the document: {message}",
                                     platform=NAME, vendor_code=code, status=status)
+
+
+def _customer_inactive(response: PlatformResponse) -> bool:
+    """Was a document refused because its customer is inactive in Acumatica?"""
+    entries = error_entries(response.body)
+    fields = field_errors(entries[0]) if entries else {}
+    return any(re.sub(r"\[\d+\]", "", name).split(".")[-1] in ("Customer", "CustomerID")
+               and "inactive" in message.lower() for name, message in fields.items())
 
 
 def _same(current: dict[str, Any], body: dict[str, Any]) -> bool:

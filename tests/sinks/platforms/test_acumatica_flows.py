@@ -246,8 +246,33 @@ def test_errors_are_classified(acu_harness: Harness) -> None:
     with pytest.raises(ConfigurationError, match="Account"):
         bad.write(invoice_entry())
     acu_harness.sandbox.lock_period(COMPANY, date(2025, 3, 31))
-    with pytest.raises(PayloadRejectedError, match="financial period is closed"):
+    with pytest.raises(ConfigurationError, match="financial period is closed") as closed:
         acu_harness.write(invoice_entry())
+    assert closed.value.action.value == "pause_tenant"
+
+
+def test_customer_made_inactive_in_acumatica_is_reactivated(acu_harness: Harness) -> None:
+    acu_harness.write(sample_ledger_entry(sample_customer_event()))
+    key = acu_harness.external_ids["customer:c1"]
+    acu_harness.sandbox.deactivate_customer(COMPANY, key)
+    result = acu_harness.write(invoice_entry())
+    assert any("reactivated" in note for note in result.raw["notes"])
+    assert report(acu_harness)["customers"][0]["active"] is True
+    puts = [r.purpose for r in acu_harness.sent if r.method == "PUT"]
+    assert puts[-3:] == ["upsert invoice", "reactivate customer",
+                         "upsert invoice (after reactivating the customer)"]
+
+
+def test_customer_inactive_in_both_is_not_reactivated(acu_harness: Harness) -> None:
+    acu_harness.write(sample_ledger_entry(sample_customer_event()))
+    acu_harness.sandbox.deactivate_customer(COMPANY, acu_harness.external_ids["customer:c1"])
+    entry = invoice_entry()
+    assert entry.customer is not None
+    entry = entry.model_copy(update={"customer": entry.customer.model_copy(
+        update={"active": False})})
+    with pytest.raises(PayloadRejectedError, match="inactive in both the CRM and Acumatica"):
+        acu_harness.write(entry)
+    assert report(acu_harness)["customers"][0]["active"] is False
 
 
 def test_expired_session_logs_in_again(acu_harness: Harness) -> None:

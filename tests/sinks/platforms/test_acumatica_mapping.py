@@ -174,7 +174,7 @@ def test_vendor_errors_are_classified(response: PlatformResponse, expected: type
 def test_closed_period_and_retry_after() -> None:
     closed = Acumatica().classify_error(entity_error(Date="The 032025 financial period is "
                                                           "closed."))
-    assert isinstance(closed, PayloadRejectedError) and "reopen" in closed.reason
+    assert isinstance(closed, ConfigurationError) and "reopen" in closed.reason
     limited = Acumatica().classify_error(http_error(429, "limit", headers={"Retry-After": "7"}))
     assert isinstance(limited, RateLimitedError) and limited.retry_after == 7
     assert Acumatica().classify_error(PlatformResponse(204)) is None
