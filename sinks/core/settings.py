@@ -34,6 +34,9 @@ class SinkSettings(BaseSettings):
     poll_timeout_s: float = 0.5
     retry_backoff_s: float = Field(2.0, description="Pause before re-reading a record whose "
                                    "platform call failed after the transport's own retries.")
+    session_timeout_ms: int = Field(
+        10_000, ge=6_000,
+        description="How soon Kafka hands a dead sink's partitions to another replica.")
     metrics_port: int | None = Field(None, description="Serve Prometheus metrics here.")
     metrics_host: str = Field("127.0.0.1", description="0.0.0.0 inside a container.")
     crash_at: str | None = Field(
