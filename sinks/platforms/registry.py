@@ -35,6 +35,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.sage_intacct",
     "sinks.platforms.reckon_one",
     "sinks.platforms.acumatica",
+    "sinks.platforms.odoo",
 )
 
 P = TypeVar("P", bound=type[Platform])
