@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 #: Stands for the password / API key inside an ``execute_kw`` envelope until sent.
-SECRET_PLACEHOLDER = "\x00ledgerstream-rpc-secret\x00"
+SECRET_PLACEHOLDER = "__ledgerstream_rpc_secret__"
 
 #: Methods that change nothing: safe to re-send, so they carry an idempotency key.
 READ_METHODS = frozenset({"search", "search_read", "search_count", "read", "fields_get",
