@@ -361,6 +361,66 @@ def void_invoice(run: Run, ident: str) -> Flow[dict[str, Any]]:
                                    "invoice/void"))
 
 
+#: Header fields Xero still lets a sink change on an invoice with money on it.
+_HEADER_FIELDS = ("Reference", "DueDate")
+
+
+def _line_key(line: Mapping[str, Any]) -> tuple[Any, ...]:
+    def dec(value: Any, places: int = 2) -> Decimal:
+        return round_money(Decimal(str(value if value is not None else 0)), places=places)
+    return (str(line.get("Description") or ""), dec(line.get("Quantity"), 4),
+            dec(line.get("UnitAmount")), dec(line.get("LineAmount")),
+            str(line.get("AccountCode") or ""), str(line.get("TaxType") or ""),
+            dec(line.get("TaxAmount")), str(line.get("ItemCode") or ""))
+
+
+def same_document(body: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """Does Xero already hold what ``body`` would write (contact, date, currency, line
+    amount type and lines, as the sink wrote them)?"""
+    return ((body["Contact"]["ContactID"] == (record.get("Contact") or {}).get("ContactID"))
+            and str(record.get("DateString", ""))[:10] == body["Date"]
+            and record.get("CurrencyCode", body["CurrencyCode"]) == body["CurrencyCode"]
+            and record.get("LineAmountTypes") == body["LineAmountTypes"]
+            and [_line_key(x) for x in body["LineItems"]]
+            == [_line_key(x) for x in record.get("LineItems") or []])
+
+
+def settled_invoice_update(run: Run, ident: str, body: Mapping[str, Any], invoice: Invoice
+                           ) -> Flow[dict[str, Any] | None]:
+    """A new version of an invoice that already carries payments or credit: Xero
+    refuses any edit of its lines ("cannot be edited as it has a payment or credit note
+    allocated to it"). Payments are their own events, so a version that only moves the
+    payment-derived state (status PARTIALLY_PAID/PAID, amount paid/due) writes no lines:
+    at most the header fields Xero still accepts. A real edit of the document is
+    refused (the CRM must void and re-issue it). ``None``: no money on it, write as
+    usual."""
+    rows = yield from get(run, f"/Invoices/{ident}", "Invoices", "read invoice")
+    if not rows:
+        return None
+    record = rows[0]
+    money_on_it = from_wire(record.get("AmountPaid")) + from_wire(
+        record.get("AmountCredited")) > 0
+    if record.get("Status") not in ("PAID", "AUTHORISED") or not money_on_it:
+        return None
+    if not same_document(body, record):
+        raise UnsupportedEventError(
+            f"invoice {invoice.number} was edited after payments or credit were applied to "
+            f"it in Xero, which refuses edits of such invoices; void it in the CRM and "
+            f"issue a new one (or remove the payments in Xero first)", platform=NAME)
+    held = {"Reference": str(record.get("Reference") or ""),
+            "DueDate": str(record.get("DueDateString") or "")[:10]}
+    header = {k: body[k] for k in _HEADER_FIELDS if k in body and held[k] != str(body[k])}
+    if not header or record.get("Status") == "PAID":
+        if header:
+            run.notes.add(f"invoice is PAID in Xero; header change {sorted(header)} not "
+                          f"written")
+        run.raw["unchanged"] = "only payment-derived state changed; lines not re-sent"
+        return record
+    return (yield from post_status(run, f"/Invoices/{ident}", "Invoices",
+                                   {"InvoiceID": ident, **header}, "update invoice header",
+                                   "invoice/update/header"))
+
+
 def invoice_flow(run: Run) -> Flow[WriteResult]:
     event = run.entry.event
     key = f"invoice:{event.aggregate_id}"
@@ -376,6 +436,10 @@ def invoice_flow(run: Run) -> Flow[WriteResult]:
     contact_id = yield from ensure_contact(run, invoice.customer_id)
     customer = _snapshot(run, invoice.customer_id)
     body = xmap.invoice_body(invoice, customer, contact_id, run.mapping, run.notes)
+    if known and event.op is not Op.CREATE:
+        settled = yield from settled_invoice_update(run, known, body, invoice)
+        if settled is not None:
+            return run.result(known, settled, number=settled.get("InvoiceNumber"))
     record, already = yield from upsert_document(run, "invoice", body, known, customer)
     return run.result(str(record["InvoiceID"]), record, number=record.get("InvoiceNumber"),
                       already=already)
