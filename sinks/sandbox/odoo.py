@@ -15,6 +15,8 @@ date refusing to post on or before it), ``account.payment`` (inbound/outbound,
 reconcile`` (``js_assign_outstanding_line``, ``js_remove_outstanding_partial``,
 ``account.move.line.reconcile``), ``search_read`` domains (``=``, ``!=``, ``in``,
 ``not in``, ``ilike``, ``|``/``&``/``!``), many2one values read as ``[id, name]``.
+The same models also answer Odoo <= 18's ``execute_kw`` over JSON-RPC (``POST
+/jsonrpc``; database, uid and API key in the body; errors inside HTTP 200).
 
 Odoo documents no rate limit; the throttle answer (429 + ``Retry-After``, a werkzeug
 ``TooManyRequests`` body) is this sandbox's assumption for Odoo Online's fair-use
@@ -34,6 +36,7 @@ from starlette.routing import BaseRoute, Route
 from sinks.sandbox.core import (
     Application,
     Clock,
+    ConnectionDropped,
     CustomerSummary,
     DocumentSummary,
     PaymentSummary,
@@ -161,7 +164,52 @@ class OdooSandbox(Sandbox):
                 "expires_in": pair.expires_in}
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/json/2/{model}/{method}", self._endpoint, methods=["POST"])]
+        return [Route("/json/2/{model}/{method}", self._endpoint, methods=["POST"]),
+                Route("/jsonrpc", self._jsonrpc, methods=["POST"])]
+
+    async def _jsonrpc(self, request: Request) -> Response:
+        """Odoo <= 18 ``execute_kw`` over JSON-RPC: the database, user id and API key
+        travel in the body; every answer is HTTP 200, errors inside ``error.data``."""
+        envelope = await read_json(request)
+        call_id = envelope.get("id") if isinstance(envelope, dict) else None
+
+        def fault(name: str, message: str) -> Response:
+            return JSONResponse({"jsonrpc": "2.0", "id": call_id, "error": {
+                "code": 200, "message": "Odoo Server Error",
+                "data": {"name": name, "message": message, "arguments": [message],
+                         "context": {}, "debug": ""}}})
+
+        try:
+            params = envelope["params"]
+            assert params["service"] == "object" and params["method"] == "execute_kw"
+            database, _uid, secret, model, method, args, kwargs = params["args"]
+        except (KeyError, TypeError, ValueError, AssertionError):
+            return fault("builtins.ValueError", "malformed execute_kw call")
+        if database not in self.databases:
+            return fault("psycopg2.OperationalError", f'database "{database}" does not exist')
+        if self.tokens.check(str(secret), database) != "ok":
+            return fault("odoo.exceptions.AccessDenied", "Access Denied")
+        handler = self._handlers().get((model, method))
+        if handler is None:
+            return fault("builtins.AttributeError",
+                         f"The method '{method}' does not exist on the model '{model}'")
+        body = dict(kwargs or {})
+        if args:
+            body["ids"] = args[0]
+        throttle = self.limiter.acquire(database)
+        if throttle is not None:
+            return self.throttled(database, throttle)
+        try:
+            with self.lock:
+                try:
+                    result = handler(self.databases[database], body)
+                except OdooError as exc:
+                    return fault(exc.qualified, exc.message)
+            if method not in READ_METHODS and self.faults.take("drop_after_write", database):
+                raise ConnectionDropped(f"{self.platform}: response to a committed write lost")
+            return JSONResponse({"jsonrpc": "2.0", "id": call_id, "result": result})
+        finally:
+            self.limiter.release(database)
 
     # ------------------------------------------------------------------ dispatch
 

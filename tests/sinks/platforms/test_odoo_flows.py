@@ -4,19 +4,34 @@ the Odoo field table."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 
 import pytest
 
 from schemas.examples import sample_customer, sample_invoice, sample_payment, sample_tax_rate
 from schemas.models import AggregateType, LineKind, Op
-from sinks.core.errors import PayloadRejectedError, TransientError, UnsupportedEventError
+from sinks.core.contract import PlatformRequest, PlatformResponse
+from sinks.core.errors import (
+    AuthExpiredError,
+    PayloadRejectedError,
+    ReferenceMissingError,
+    TransientError,
+    UnsupportedEventError,
+)
 from sinks.platforms.common.reconcile import expected_ledger, format_differences, reconcile
 from sinks.platforms.odoo import Odoo
 from sinks.sandbox.odoo import OdooSandbox
-from tests.sinks.contract.harness import Books, open_books
-from tests.sinks.contract.harness_odoo import ODOO
-from tests.sinks.corpus import Story, line, pay
+from sinks.transport.rpc import (
+    SECRET_PLACEHOLDER,
+    RpcProtocol,
+    RpcTarget,
+    fill_secret,
+    rpc_call,
+)
+from tests.sinks.contract.harness import Books, SandboxTransport, open_books
+from tests.sinks.contract.harness_odoo import ODOO, odoo_tenant
+from tests.sinks.corpus import SCENARIOS, Story, line, pay
 
 pytestmark = pytest.mark.skipif(ODOO.validator is None, reason="platforms-B.md (Odoo field "
                                 "table source) not present in /work/shared/research")
@@ -200,3 +215,56 @@ def test_payment_of_a_voided_invoice_stays_as_credit(sandbox: OdooSandbox,
     results = [books.write(entry) for entry in story.entries]
     assert any("cancel" in n for n in results[-1].raw["notes"])
     agree(sandbox, books, story)
+
+
+# --------------------------------------------------------------------------- Odoo 18
+
+
+class ExecuteKwTransport(SandboxTransport):
+    """The JSON-RPC path: the API key goes into the ``execute_kw`` envelope, as the
+    connection layer does with :func:`sinks.transport.rpc.fill_secret`."""
+
+    def __init__(self, sandbox: OdooSandbox, database: str) -> None:
+        super().__init__(sandbox.client(), "", None)
+        self.key = sandbox.issue_tokens(database).access_token
+
+    def __call__(self, request: PlatformRequest) -> PlatformResponse:
+        assert request.path == "/jsonrpc"
+        assert SECRET_PLACEHOLDER in json.dumps(request.json)
+        return super().__call__(fill_secret(request, self.key))
+
+
+@pytest.mark.parametrize("scenario", ["labor_parts_invoice", "over_payment", "refund_payment",
+                                      "credit_note_refunded", "void_after_payment",
+                                      "edit_after_sending"])
+def test_odoo_18_execute_kw_over_jsonrpc(sandbox: OdooSandbox, scenario: str) -> None:
+    tenant = odoo_tenant(sandbox, "v18")
+    tenant = tenant.model_copy(update={"settings": {
+        **tenant.settings, "version": 18, "protocol": "jsonrpc", "uid": 2}})
+    database = str(tenant.settings["database"])
+    books = Books(Odoo(), ExecuteKwTransport(sandbox, database), tenant)
+    entries = SCENARIOS[scenario].entries()
+    for entry in entries:
+        books.write(entry)
+    sandbox.faults.arm("drop_after_write", 2, database)
+    for entry in entries:  # replay, with lost responses on the way
+        books.write(entry, retries=3)
+    report = sandbox.ledger_report(database)
+    assert report["duplicates"]["count"] == 0
+    diffs = reconcile(expected_ledger(entries), report, books.ids)
+    assert not diffs, format_differences(diffs)
+
+
+def test_jsonrpc_errors_come_inside_a_200(sandbox: OdooSandbox) -> None:
+    tenant = odoo_tenant(sandbox, "v18")
+    database = str(tenant.settings["database"])
+    transport = ExecuteKwTransport(sandbox, database)
+    target = RpcTarget(RpcProtocol.JSONRPC, database, 2)
+    response = transport(rpc_call(target, "account.move", "read", purpose="t", ids=[999],
+                                  params={"fields": ["name"]}))
+    assert response.status == 200
+    assert isinstance(Odoo().classify_error(response), ReferenceMissingError)
+    transport.key = "wrong"
+    denied = transport(rpc_call(target, "res.partner", "search_read", purpose="t",
+                                params={"domain": []}))
+    assert isinstance(Odoo().classify_error(denied), AuthExpiredError)
