@@ -4,7 +4,8 @@ Reproduces what a QBO sink must cope with (see shared/research/platforms-A.md
 section 1): ``requestid`` replay, SyncToken optimistic locking (5010),
 duplicate names (6240) and document numbers (6140), validation faults in
 QBO's ``Fault`` shape, server-computed totals and balances, payments and
-credit-memo application through ``LinkedTxn``, void/delete, inactive
+credit-memo application through ``LinkedTxn``, cash refunds (``RefundReceipt``,
+which settle themselves), void/delete, inactive
 customers, a closed books date, OAuth2 expiry (3200) and throttling (429).
 
 Entity field names follow the v3 XSD (``Finance.xsd``/``IntuitNamesTypes.xsd``);
@@ -42,9 +43,9 @@ from sinks.sandbox.core import (
 
 # path segment -> entity name (QBO paths are the lower-cased entity name)
 ENTITIES = {"customer": "Customer", "item": "Item", "invoice": "Invoice", "payment": "Payment",
-            "creditmemo": "CreditMemo", "taxcode": "TaxCode"}
-TRANSACTIONS = ("Invoice", "Payment", "CreditMemo")
-SALES_FORMS = ("Invoice", "CreditMemo")
+            "creditmemo": "CreditMemo", "refundreceipt": "RefundReceipt", "taxcode": "TaxCode"}
+TRANSACTIONS = ("Invoice", "Payment", "CreditMemo", "RefundReceipt")
+SALES_FORMS = ("Invoice", "CreditMemo", "RefundReceipt")
 MAX_BATCH = 30
 DOC_NUMBER_MAX = 21
 DISPLAY_NAME_MAX = 500
@@ -541,6 +542,12 @@ class QuickBooksSandbox(Sandbox):
         if total < 0:
             raise _business("Transaction amount must be 0 or more.", "TotalAmt")
         record["TotalAmt"] = num(total)
+        if entity == "RefundReceipt":
+            # Money out at once: settles itself, never touches the receivable.
+            if _ref(record.get("DepositToAccountRef")) is None:
+                raise _required("DepositToAccountRef")
+            record["Balance"] = 0.0
+            return
         if existing is not None:
             applied = money(existing.get("TotalAmt")) - money(
                 existing.get("Balance" if entity == "Invoice" else "RemainingCredit"))
@@ -710,11 +717,16 @@ class QuickBooksSandbox(Sandbox):
     def ledger_report(self, tenant: str) -> dict[str, Any]:
         realm = self.realm(tenant)
         documents: list[DocumentSummary] = []
-        for entity, kind, field_name in (("Invoice", "invoice", "Balance"),
-                                         ("CreditMemo", "credit_note", "RemainingCredit")):
+        # A RefundReceipt is the credit document of a cash refund; its id is reported
+        # with the entity name ("RefundReceipt:7"), as a reader must know which entity
+        # to fetch (and as the QBO sink keys it in its id map).
+        for entity, kind, field_name, prefix in (
+                ("Invoice", "invoice", "Balance", ""),
+                ("CreditMemo", "credit_note", "RemainingCredit", ""),
+                ("RefundReceipt", "credit_note", "Balance", "RefundReceipt:")):
             for doc in realm.entities[entity].values():
                 documents.append(DocumentSummary(
-                    kind, doc["Id"], doc.get("DocNumber"), None,  # type: ignore[arg-type]
+                    kind, prefix + doc["Id"], doc.get("DocNumber"), None,  # type: ignore[arg-type]
                     _ref(doc.get("CustomerRef")) or "",
                     "Voided" if doc.get("PrivateNote") == "Voided" else (
                         "Paid" if money(doc.get(field_name)) == 0 else "Open"),

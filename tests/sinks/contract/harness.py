@@ -166,10 +166,6 @@ QUICKBOOKS = PlatformHarness(
     extra_headers=lambda t: {},
     validator=_spec_validator(specs.qbo_spec),
     spec_files=(str(specs.QBO_XSD),),
-    sandbox_gaps={
-        "credit_note_refunded": "the QBO sandbox has no /refundreceipt endpoint (Unsupported "
-                                "entity); the RefundReceipt body is still spec-validated",
-    },
 )
 
 

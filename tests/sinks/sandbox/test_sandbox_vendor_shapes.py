@@ -78,6 +78,10 @@ def test_qbo_entities_use_xsd_names(qbo: QuickBooksSandbox, qclient: httpx.Clien
         "Line": [{"Amount": 54, "LinkedTxn": [{"TxnId": inv["Id"], "TxnType": "Invoice"}]},
                  {"Amount": 50, "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]})
     assert paid.status_code == 200, paid.text
+    refund = qclient.post(f"{base}/refundreceipt", json={
+        "CustomerRef": {"value": cust["Id"]}, "DocNumber": "R-1", "Line": [line],
+        "DepositToAccountRef": {"value": "35"}})
+    assert refund.status_code == 200, refund.text
     schema = qbo_schema()
     records = {
         "Customer": qclient.get(f"{base}/customer/{cust['Id']}").json()["Customer"],
@@ -85,6 +89,8 @@ def test_qbo_entities_use_xsd_names(qbo: QuickBooksSandbox, qclient: httpx.Clien
         "CreditMemo": qclient.get(f"{base}/creditmemo/{memo['Id']}").json()["CreditMemo"],
         "Payment": qclient.get(f"{base}/query", params={"query": "select * from Payment"}
                                ).json()["QueryResponse"]["Payment"][0],
+        "RefundReceipt": qclient.get(f"{base}/refundreceipt/{refund.json()['RefundReceipt']['Id']}"
+                                     ).json()["RefundReceipt"],
         "Item": qclient.get(f"{base}/item/1").json()["Item"],
         "TaxCode": qclient.get(f"{base}/taxcode/TAX").json()["TaxCode"],
     }
