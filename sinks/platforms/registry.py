@@ -36,6 +36,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.reckon_one",
     "sinks.platforms.acumatica",
     "sinks.platforms.odoo",
+    "sinks.platforms.netsuite",
 )
 
 P = TypeVar("P", bound=type[Platform])

@@ -159,8 +159,13 @@ class QboSpec:
         entity, where = match.groups()
         if entity not in self.schema.types:
             return [f"query names unknown entity {entity}"]
+        from xmlschema.validators import XsdGroup
+
         xsd_type = self.schema.types[entity]
-        known = {e.local_name for e in xsd_type.content.iter_elements()}
+        content = getattr(xsd_type, "content", None)
+        if not isinstance(content, XsdGroup):
+            return [f"query names {entity}, which has no element content"]
+        known = {e.local_name for e in content.iter_elements()}
         without_literals = re.sub(r"'(?:[^'\\]|\\.)*'", "''", where or "")
         return [f"query field {name} is not an element of {entity}"
                 for name in _FIELD.findall(without_literals)
