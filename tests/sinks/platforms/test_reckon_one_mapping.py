@@ -247,47 +247,52 @@ def test_gateway_throttle_and_quota() -> None:
 # --------------------------------------------------------------------------- composite auth
 
 
+SUBSCRIPTION = SecretStr("rk-test-subscription-key-41b2")
+
+
 def _oauth(store: InMemoryTokenStore, expires_in: float = 3600) -> OAuth2Auth:
     store.save("reckon-one", "t1", TokenSet(
-        access_token=SecretStr("access-1"), refresh_token=SecretStr("refresh-1"),
+        access_token=SecretStr("rk-test-access-1-77aa"),
+        refresh_token=SecretStr("rk-test-refresh-1-88bb"),
         expires_at=datetime.now(UTC) + timedelta(seconds=expires_in)))
     return OAuth2Auth(platform="reckon-one", tenant_id="t1", token_url="https://id/token",
-                      client_id="app", client_secret=SecretStr("s3cret"), store=store)
+                      client_id="app", client_secret=SecretStr("rk-test-client-secret-9a7c"),
+                      store=store)
 
 
 def test_composite_stamps_bearer_and_subscription_key() -> None:
-    auth = oauth2_with_subscription_key(_oauth(InMemoryTokenStore()), SecretStr("sub-key"))
+    auth = oauth2_with_subscription_key(_oauth(InMemoryTokenStore()), SUBSCRIPTION)
     request = httpx.Request("GET", "https://api/x")
     generation = auth.apply(request)
-    assert request.headers["Authorization"] == "Bearer access-1"
-    assert request.headers[APIM_SUBSCRIPTION_HEADER] == "sub-key"
+    assert request.headers["Authorization"] == "Bearer rk-test-access-1-77aa"
+    assert request.headers[APIM_SUBSCRIPTION_HEADER] == "rk-test-subscription-key-41b2"
     assert generation == auth.primary.generation and auth.can_refresh
 
 
 def test_composite_delegates_expiry_and_refresh_to_the_primary() -> None:
     store = InMemoryTokenStore()
-    auth = oauth2_with_subscription_key(_oauth(store, expires_in=10), SecretStr("sub-key"))
+    auth = oauth2_with_subscription_key(_oauth(store, expires_in=10), SUBSCRIPTION)
     assert auth.needs_refresh()
     sent: list[PlatformRequest] = []
 
     def send(request: PlatformRequest) -> PlatformResponse:
         sent.append(request)
-        return PlatformResponse.from_json(200, {"access_token": "access-2",
-                                                "refresh_token": "refresh-2",
+        return PlatformResponse.from_json(200, {"access_token": "rk-test-access-2-99cc",
+                                                "refresh_token": "rk-test-refresh-2-11dd",
                                                 "expires_in": 10800})
     auth.refresh_if_needed(send)
     request = httpx.Request("GET", "https://api/x")
     auth.apply(request)
-    assert request.headers["Authorization"] == "Bearer access-2"
-    assert request.headers[APIM_SUBSCRIPTION_HEADER] == "sub-key"
-    assert len(sent) == 1 and b"refresh-1" in (sent[0].content or b"")
+    assert request.headers["Authorization"] == "Bearer rk-test-access-2-99cc"
+    assert request.headers[APIM_SUBSCRIPTION_HEADER] == "rk-test-subscription-key-41b2"
+    assert len(sent) == 1 and b"rk-test-refresh-1-88bb" in (sent[0].content or b"")
 
 
 def test_composite_rules() -> None:
     with pytest.raises(ValueError, match="primary"):
-        CompositeAuth(ApiKeyAuth(SecretStr("k")), [_oauth(InMemoryTokenStore())])
+        CompositeAuth(ApiKeyAuth(SecretStr("rk-test-api-key-0c3d")), [_oauth(InMemoryTokenStore())])
     with pytest.raises(ConfigurationError):
         StaticHeaderAuth(APIM_SUBSCRIPTION_HEADER, SecretStr(""))
-    static = CompositeAuth(ApiKeyAuth(SecretStr("k")), [])
+    static = CompositeAuth(ApiKeyAuth(SecretStr("rk-test-api-key-0c3d")), [])
     with pytest.raises(ConfigurationError, match="cannot be refreshed"):
         static.refresh(lambda r: None, stale_generation=0)  # type: ignore[arg-type,return-value]

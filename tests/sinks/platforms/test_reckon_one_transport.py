@@ -39,8 +39,8 @@ def executor(sandbox: ReckonOneSandbox, key: str = SUBSCRIPTION_KEY,
         access_token=SecretStr(pair.access_token), refresh_token=SecretStr(pair.refresh_token),
         expires_at=datetime.now(UTC) + timedelta(hours=3)))
     oauth = OAuth2Auth(platform="reckon-one", tenant_id=tenant, token_url=f"{BASE}/connect/token",
-                       client_id="app", client_secret=SecretStr("secret"), store=store,
-                       client_auth="body")
+                       client_id="app", client_secret=SecretStr("rk-test-client-secret-5d1e"),
+                       store=store, client_auth="body")
     platform = ReckonOne()
     ex = HttpExecutor(
         platform="reckon-one", tenant_id=tenant,
