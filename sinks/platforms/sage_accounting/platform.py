@@ -72,6 +72,7 @@ from sinks.core.errors import (
     parse_retry_after,
 )
 from sinks.core.mapping import TenantConfig
+from sinks.platforms.registry import register
 from sinks.platforms.sage_accounting import mapping as m
 from sinks.transport.session_rest import error_entries, hex_key, lookup_one, unwrap, wrap
 
@@ -131,6 +132,7 @@ def _result(record: dict[str, Any], number_field: str | None = None, **extra: An
     )
 
 
+@register
 class SageAccounting(Platform):
     """The Sage Accounting platform: routes each event to a flow (see :data:`ROUTES`)."""
 
@@ -336,11 +338,13 @@ class SageAccounting(Platform):
 
     # ------------------------------------------------------------------ payments
 
-    def _artefacts(self, context: SinkContext, payment: Payment, *, cap: bool
-                   ) -> Flow[list[tuple[str, Decimal]]]:
-        """Sage artefacts the payment is allocated to. On create (``cap``), an
-        allocation beyond the invoice's outstanding amount (an over-payment) is capped
-        at it; the rest stays on account."""
+    def _artefacts(self, context: SinkContext, payment: Payment, *,
+                   own: dict[str, Decimal]) -> Flow[list[tuple[str, Decimal]]]:
+        """Sage artefacts the payment is allocated to. An allocation beyond what the
+        invoice could take (an over-payment) is capped at it; the rest stays on account.
+        What it could take is its outstanding amount plus what this very payment
+        already allocates to it (``own``: when the payment is rewritten, Sage releases
+        its old allocations first), so a replay or update sends the same cap again."""
         out = []
         refund = payment.kind is PaymentKind.REFUND
         for allocation in payment.allocations:
@@ -360,10 +364,10 @@ class SageAccounting(Platform):
                     f"payment {payment.number} is allocated to invoice "
                     f"{allocation.invoice_id!r}, which has not reached Sage", platform=NAME)
             amount = m.cents(allocation.amount)
-            if cap:
-                invoice = unwrap((yield self._request(
-                    context, "GET", f"/sales_invoices/{target}", "get invoice")))
-                amount = min(amount, Decimal(str(invoice.get("outstanding_amount", 0))))
+            invoice = unwrap((yield self._request(
+                context, "GET", f"/sales_invoices/{target}", "get invoice")))
+            room = Decimal(str(invoice.get("outstanding_amount", 0))) + own.get(target, 0)
+            amount = min(amount, m.cents(room))
             if amount > 0:
                 out.append((target, amount))
         return out
@@ -375,7 +379,12 @@ class SageAccounting(Platform):
         bank = mapping.deposit_account(payment.method.value)
         contact_id = yield from self._contact_id(entry, payment.customer_id, context)
         known = context.external_ids.get(key)
-        allocations = yield from self._artefacts(context, payment, cap=not known)
+        own: dict[str, Decimal] = {}
+        if known:
+            current = unwrap((yield self._request(context, "GET", f"/contact_payments/{known}",
+                                                  "get payment")))
+            own = _allocated(current)
+        allocations = yield from self._artefacts(context, payment, own=own)
         body = m.receipt_body(payment, contact_id, bank, allocations, limits=_limits())
         if known:
             response = yield self._request(context, "PUT", f"/contact_payments/{known}",
@@ -516,9 +525,11 @@ class SageAccounting(Platform):
             return ReferenceMissingError(f"Sage does not hold the record: {message}",
                                          platform=NAME, vendor_code=code, status=status)
         if "lock date" in message.lower() or "locked period" in message.lower():
-            return PayloadRejectedError(
-                f"the document's date is in a period closed in Sage; reopen it or redate "
-                f"the document, then replay: {message}",
+            # Every document dated in the closed period fails the same way until a
+            # person moves the lock date: pause the tenant rather than dead-letter.
+            return ConfigurationError(
+                f"the document's date is in a period closed in Sage (lock date); move the "
+                f"lock date, then resume the tenant: {message}",
                 platform=NAME, vendor_code=code, status=status)
         if sources & MAPPING_SOURCES:
             return ConfigurationError(
@@ -535,6 +546,17 @@ def _is_void(record: dict[str, Any]) -> bool:
     status = record.get("status")
     status_id = status.get("id") if isinstance(status, dict) else status
     return status_id == "VOID" or bool(record.get("deleted_at"))
+
+
+def _allocated(payment: dict[str, Any]) -> dict[str, Decimal]:
+    """Artefact id → amount a stored contact payment allocates to it."""
+    out: dict[str, Decimal] = {}
+    for item in payment.get("allocated_artefacts") or []:
+        artefact = item.get("artefact")
+        if isinstance(artefact, dict) and artefact.get("id") is not None:
+            key = str(artefact["id"])
+            out[key] = out.get(key, Decimal(0)) + Decimal(str(item.get("amount", 0)))
+    return out
 
 
 def _is_duplicate(response: PlatformResponse, source: str) -> bool:

@@ -21,6 +21,7 @@ from schemas.examples import (
 )
 from schemas.models import CreditDisposition, InvoiceStatus, LedgerEntry, Op
 from sinks.core.errors import (
+    ConfigurationError,
     PayloadRejectedError,
     ReferenceMissingError,
     UnsupportedEventError,
@@ -237,12 +238,32 @@ def test_unsynced_references_and_unsupported_events(harness: Harness) -> None:
         harness.write(sample_ledger_entry(sample_customer_event(op=Op.DELETE, version=2)))
 
 
-def test_locked_period_is_dead_lettered_with_a_reason(harness: Harness) -> None:
+def test_locked_period_pauses_the_tenant(harness: Harness) -> None:
     from datetime import date
 
     harness.sandbox.lock_period(BUSINESS, date(2025, 3, 31))
-    with pytest.raises(PayloadRejectedError, match="period closed in Sage"):
+    with pytest.raises(ConfigurationError, match="period closed in Sage") as caught:
         harness.write(invoice_entry())
+    assert caught.value.action.value == "pause_tenant"
+    harness.sandbox.lock_period(BUSINESS, None)
+    assert harness.write(invoice_entry()).external_id
+
+
+def test_over_payment_replayed_with_its_id_keeps_the_cap(harness: Harness) -> None:
+    """Rewriting a capped over-payment (replay, or an update) re-caps it at what the
+    invoice can take including this payment's own allocation, instead of asking Sage
+    for the uncapped amount (which it refuses)."""
+    harness.write(invoice_entry())
+    over = TOTAL + D("50.00")
+    payment = sample_payment(amount=over)
+    payment = payment.model_copy(update={"allocations": (
+        payment.allocations[0].model_copy(update={"amount": over}),)})
+    entry = sample_ledger_entry(sample_payment_event(payment=payment))
+    harness.write(entry)
+    again = harness.write(entry)  # the id map knows the payment: a PUT
+    assert D(str(again.raw["allocated_artefacts"][0]["amount"])) == TOTAL
+    assert report(harness)["documents"][0]["balance"] == "0.00"
+    assert len(harness.sandbox.business(BUSINESS).contact_payments) == 1
 
 
 def test_duplicate_number_from_another_document_is_rejected(harness: Harness) -> None:

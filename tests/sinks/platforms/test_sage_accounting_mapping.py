@@ -198,7 +198,7 @@ def test_throttle_carries_retry_after_and_lock_date_is_explained() -> None:
     assert isinstance(error, RateLimitedError) and error.retry_after == 17
     locked = SageAccounting().classify_error(
         sage_error(422, "RecordInvalid", "is on or before the lock date (2025-03-31)", "date"))
-    assert isinstance(locked, PayloadRejectedError) and "period closed" in locked.reason
+    assert isinstance(locked, ConfigurationError) and "period closed" in locked.reason
     assert SageAccounting().classify_error(PlatformResponse(201, {}, b"{}")) is None
 
 
