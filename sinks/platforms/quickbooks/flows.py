@@ -565,6 +565,20 @@ def refund_flow(run: Run, refund: Payment) -> Flow[WriteResult]:
     if total == 0:
         voided = yield from void(run, "Payment", original, original_key, "refund/void")
         return run.result(voided)
+    held = sum((a for a in _linked(record, "Invoice").values()), ZERO)
+    unallocated = amount - round_money(sum((a.amount for a in refund.allocations), ZERO))
+    unapplied = from_wire(record.get("TotalAmt")) - held
+    if unallocated > unapplied:
+        # Money back beyond the customer's credit on this payment, re-opening no
+        # invoice: the customer owes it, with no invoice to carry it. QBO would need a
+        # Check/JournalEntry to A/R, which this sink does not write; cutting the
+        # payment's invoice lines instead would re-open invoices the CRM keeps paid.
+        raise UnsupportedEventError(
+            f"refund {refund.number} returns {unallocated} not allocated to any invoice, "
+            f"but payment {refund.refund_of} holds only {unapplied} of unapplied credit in "
+            f"QuickBooks; a refund that leaves the customer owing without an invoice is "
+            f"not written by this sink (record it against the invoices it re-opens, or as "
+            f"a cheque to A/R in QuickBooks)", platform=NAME)
     cuts: dict[str, Decimal] = {}
     for allocation in refund.allocations:
         txn = run.known(f"invoice:{allocation.invoice_id}")
