@@ -37,6 +37,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "sinks.platforms.acumatica",
     "sinks.platforms.odoo",
     "sinks.platforms.netsuite",
+    "sinks.platforms.sage_accounting",
 )
 
 P = TypeVar("P", bound=type[Platform])

@@ -83,6 +83,9 @@ class PlatformHarness:
     #: as strict xfails of ``test_replay_creates_no_duplicates`` only: for a replay the
     #: runner's sync log prevents in production but the test forces.
     replay_gaps: dict[str, str] = field(default_factory=dict)
+    #: Why the platform cannot reactivate a customer archived behind our back (the
+    #: reactivation test then runs as a strict xfail), or ``None`` when it can.
+    reactivation_gap: str | None = None
 
 
 @dataclass

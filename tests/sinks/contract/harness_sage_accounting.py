@@ -66,4 +66,10 @@ SAGE_ACCOUNTING = PlatformHarness(
         "void_after_payment": "Sage voids only unallocated documents; the invoice has a "
                               "receipt allocated (UnsupportedEventError)",
     },
+    reactivation_gap=(
+        "Sage v3.1 documents no writable active flag on contacts (is_active appears only "
+        "on the Contact response, not in postContacts/putContacts): the sink dead-letters "
+        "a document for an archived contact with the reason, and the bookkeeper "
+        "reactivates the contact in Sage before replaying"
+    ),
 )
