@@ -326,11 +326,10 @@ class _Shop:
                 reason="Part returned unused", disposition=disposition,
                 allocations=(Allocation(invoice_id=inv.id, amount=applied),)
                 if not refunded and applied > 0 else (), **totals)
+            # A REFUNDED credit note is itself the cash refund (ARCHITECTURE's balance
+            # rules: it settles with cash and re-opens nothing); recording a separate
+            # refund payment too would pay the customer twice.
             self.emit(outbox.issue_credit_note(conn, t, note))
-            yield
-            if refunded:
-                self.emit(outbox.record_payment(conn, t, self._refund(
-                    inv.customer_id, note.total, payment)))
         elif roll < 0.18 and payment is not None:  # void after payment, money refunded
             self.emit(outbox.set_invoice_status(conn, t, inv.id, InvoiceStatus.VOID))
             yield
