@@ -293,3 +293,40 @@ def test_refund_payment_kind_is_checked_before_anything(books: Books) -> None:
         books.write(story.entries[-1])
     assert books.transport.sent == []
 
+
+
+def test_spec_validator_catches_what_it_caught_in_development() -> None:
+    from tests.sinks.contract.harness_reckon_one import SpecViolation, reckon_spec
+
+    book = "5af6572c-9771-4b86-995d-3374d3bc683c"
+    good = {"customer": "c", "invoiceDate": "2025-03-14T00:00:00Z",
+            "amountTaxStatus": "Exclusive",
+            "lineItems": [{"lineNumber": 1, "taxAmount": 1.0,
+                           "accountDetails": {"ledgerAccount": "4-1000", "amount": 10.0}}]}
+    validate = reckon_spec().validate
+    validate(PlatformRequest("POST", f"/{book}/invoices", "t", json=good))
+    bad_cases = [
+        ({**good, "lineItems": [{**good["lineItems"][0], "taxIsModified": True}]}, "read-only"),
+        ({**good, "invoiceDate": "2025-03-14T00:00:00"}, "date-time"),
+        ({**good, "currency": "EUR"}, "body.currency"),
+    ]
+    for body, why in bad_cases:
+        with pytest.raises(SpecViolation, match=why):
+            validate(PlatformRequest("POST", f"/{book}/invoices", "t", json=body))
+    with pytest.raises(SpecViolation, match="no such path"):
+        validate(PlatformRequest("POST", f"/{book}/creditnotes", "t", json={}))
+    with pytest.raises(SpecViolation, match="no idempotency key"):
+        validate(PlatformRequest("GET", f"/{book}/invoices", "t", idempotency_key="k"))
+
+
+def test_find_by_reference(books: Books) -> None:
+    story = Story()
+    story.customer(sample_customer("c1"))
+    invoice = story.invoice(sample_invoice("inv1", "c1"))
+    for entry in story.entries:
+        books.write(entry)
+    context = books.context(story.entries[-1])
+    runner = FlowRunner(books.platform, books.transport)
+    found = runner.find(invoice.number, context)
+    assert found is not None and found.external_id == books.ids["invoice:inv1"]
+    assert runner.find("NOT-THERE", context) is None
