@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -299,14 +300,14 @@ def test_spec_validator_catches_what_it_caught_in_development() -> None:
     from tests.sinks.contract.harness_reckon_one import SpecViolation, reckon_spec
 
     book = "5af6572c-9771-4b86-995d-3374d3bc683c"
-    good = {"customer": "c", "invoiceDate": "2025-03-14T00:00:00Z",
-            "amountTaxStatus": "Exclusive",
-            "lineItems": [{"lineNumber": 1, "taxAmount": 1.0,
-                           "accountDetails": {"ledgerAccount": "4-1000", "amount": 10.0}}]}
+    line: dict[str, Any] = {"lineNumber": 1, "taxAmount": 1.0,
+                            "accountDetails": {"ledgerAccount": "4-1000", "amount": 10.0}}
+    good: dict[str, Any] = {"customer": "c", "invoiceDate": "2025-03-14T00:00:00Z",
+                            "amountTaxStatus": "Exclusive", "lineItems": [line]}
     validate = reckon_spec().validate
     validate(PlatformRequest("POST", f"/{book}/invoices", "t", json=good))
     bad_cases = [
-        ({**good, "lineItems": [{**good["lineItems"][0], "taxIsModified": True}]}, "read-only"),
+        ({**good, "lineItems": [{**line, "taxIsModified": True}]}, "read-only"),
         ({**good, "invoiceDate": "2025-03-14T00:00:00"}, "date-time"),
         ({**good, "currency": "EUR"}, "body.currency"),
     ]
