@@ -54,7 +54,9 @@ from sinks.transport.settings import TransportSettings
 class AuthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["none", "api_key", "oauth2", "client_credentials", "oauth1"] = "none"
+    kind: Literal[
+        "none", "api_key", "oauth2", "client_credentials", "rpc_password", "oauth1"
+    ] = "none"
     token_url: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
@@ -110,6 +112,10 @@ def build_auth(
         key = need(auth.api_key, "api_key")
         prefix = f"{auth.scheme} " if auth.scheme else ""
         return ApiKeyAuth(key, header=auth.header, prefix=prefix)
+    if auth.kind == "rpc_password":
+        from sinks.transport.rpc import RpcPasswordAuth
+
+        return RpcPasswordAuth(need(auth.api_key, "api_key"))
     if auth.kind == "oauth2":
         if tokens is None:
             raise ConfigurationError(

@@ -47,8 +47,14 @@ import xmlrpc.client
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
+
+import httpx
+from pydantic import SecretStr
 
 from sinks.core.contract import PlatformRequest, PlatformResponse
+from sinks.transport.auth import Authenticator
+from sinks.transport.redact import register_secret
 
 __all__ = [
     "READ_METHODS",
@@ -241,3 +247,30 @@ def rpc_result(response: PlatformResponse) -> Any:
             raise ValueError(f"JSON-RPC error in a result: {data['error']}")
         return data.get("result")
     return data
+
+
+class RpcPasswordAuth(Authenticator):
+    """The user's API key/password inside an ``execute_kw`` body (Odoo ≤ 18).
+
+    Flows build JSON-RPC/XML-RPC bodies with :data:`SECRET_PLACEHOLDER` in the password
+    slot, so no secret sits in a request object, a log line or the sync log; this
+    authenticator writes the real value into the bytes just before they are sent.
+    """
+
+    def __init__(self, secret: SecretStr) -> None:
+        self._secret = secret
+        register_secret(secret.get_secret_value())
+
+    def apply(self, request: httpx.Request) -> int:
+        body = request.read()
+        placeholder = SECRET_PLACEHOLDER.encode()
+        if placeholder in body:
+            value = self._secret.get_secret_value()
+            # JSON and XML both need the value escaped like any string of theirs.
+            escaped = (json.dumps(value)[1:-1] if b"/jsonrpc" in request.url.raw_path
+                       else xml_escape(value))
+            body = body.replace(placeholder, escaped.encode())
+            request.stream = httpx.ByteStream(body)
+            request._content = body
+            request.headers["Content-Length"] = str(len(body))
+        return 0
