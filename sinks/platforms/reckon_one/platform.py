@@ -248,22 +248,19 @@ class ReckonOne(Platform):
                   settings: ReckonOneSettings) -> Step:
         """The Reckon id of CRM customer ``crm_id``: known, found, or created from the
         entry's customer snapshot. Returns ``(id, related)``."""
-        related = {f"customer:{crm_id}": ""}
         known = self._known(context, "customer", crm_id)
         if known is not None:
             return known, {}
         found = yield from self._lookup_customer(crm_id, settings)
         if found is not None:
-            related[f"customer:{crm_id}"] = str(found["id"])
-            return str(found["id"]), related
+            return str(found["id"]), {f"customer:{crm_id}": str(found["id"])}
         customer = entry.customer
         if not isinstance(customer, Customer) or customer.id != crm_id:
             raise ReferenceMissingError(
                 f"customer {crm_id!r} is not in Reckon One and the entry carries no snapshot "
                 "to create it from", platform=SPEC.name)
         created = yield from self._create_customer(customer, settings)
-        related[f"customer:{crm_id}"] = created
-        return created, related
+        return created, {f"customer:{crm_id}": created}
 
     def _create_customer(self, customer: Customer, settings: ReckonOneSettings) -> Step:
         body = m.customer_body(customer)
@@ -412,11 +409,11 @@ class ReckonOne(Platform):
             record = self._json(current)
             return WriteResult(ident, document_number=record.get("invoiceNumber"), raw=record,
                                already_applied=True,
-                               related={k: v for k, v in related.items() if v})
+                               related=related)
         record = yield from self._get("invoice", ident, settings)
         return WriteResult(ident, document_number=record.get("invoiceNumber"),
                            raw={**record, "notes": notes} if notes else record,
-                           related={k: v for k, v in related.items() if v})
+                           related=related)
 
     def _vanished(self, invoice: Invoice, ident: str, customer_id: str,
                   related: Mapping[str, str], settings: ReckonOneSettings) -> Step:
@@ -436,7 +433,7 @@ class ReckonOne(Platform):
     @staticmethod
     def _deleted_result(ident: str, related: Mapping[str, str]) -> WriteResult:
         return WriteResult(ident, raw={"deleted": True}, already_applied=True,
-                           related={k: v for k, v in related.items() if v})
+                           related=related)
 
     # ------------------------------------------------------------------ receipts (payments)
 
@@ -461,7 +458,7 @@ class ReckonOne(Platform):
             return self._deleted_result(ident, related)
         if ident is not None and entry.event.op is not Op.UPDATE:
             return WriteResult(ident, raw={"id": ident, "found": True}, already_applied=True,
-                               related={k: v for k, v in related.items() if v})
+                               related=related)
         ours: dict[str, Decimal] = {}
         if ident is not None:
             current = yield from self._get("payment", ident, settings)
@@ -492,7 +489,7 @@ class ReckonOne(Platform):
         raw: Record = {"id": ident, "links": {k: str(v) for k, v in links.items()}}
         if notes:
             raw["notes"] = notes
-        return WriteResult(ident, raw=raw, related={k: v for k, v in related.items() if v})
+        return WriteResult(ident, raw=raw, related=related)
 
     # ------------------------------------------------------------------ credit notes
 
@@ -543,7 +540,7 @@ class ReckonOne(Platform):
             credit_left -= applied
         return WriteResult(ident, document_number=record.get("creditNoteNumber"),
                            raw={**record, "notes": notes} if notes else record,
-                           related={k: v for k, v in related.items() if v})
+                           related=related)
 
     # ------------------------------------------------------------------ void / delete
 
