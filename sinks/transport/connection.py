@@ -65,6 +65,10 @@ class AuthConfig(BaseModel):
     client_auth: Literal["basic", "body"] | None = None
     scope: str | None = None
     api_key: SecretStr | None = None
+    #: A second, static key some gateways want beside the bearer token (Reckon One's
+    #: Azure API Management ``Ocp-Apim-Subscription-Key``).
+    subscription_key: SecretStr | None = None
+    subscription_header: str = "Ocp-Apim-Subscription-Key"
     header: str = "Authorization"
     scheme: str | None = None
     # OAuth1 TBA (NetSuite)
@@ -121,13 +125,19 @@ def build_auth(
             raise ConfigurationError(
                 "OAuth2 tenants need the encrypted token store: set "
                 "LEDGERSTREAM_TRANSPORT_TOKEN_ENCRYPTION_KEY", platform=platform)
-        return OAuth2Auth(
+        oauth = OAuth2Auth(
             platform=platform, tenant_id=tenant_id, token_url=need(auth.token_url, "token_url"),
             client_id=need(auth.client_id, "client_id"),
             client_secret=need(auth.client_secret, "client_secret"), store=tokens,
             client_auth=auth.client_auth or "basic", header=auth.header,
             scheme=auth.scheme or "Bearer",
         )
+        if auth.subscription_key is None:
+            return oauth
+        from sinks.transport.composite_auth import oauth2_with_subscription_key
+
+        return oauth2_with_subscription_key(oauth, auth.subscription_key,
+                                            header=auth.subscription_header)
     if auth.kind == "client_credentials":
         return ClientCredentialsAuth(
             platform=platform, tenant_id=tenant_id, token_url=need(auth.token_url, "token_url"),
