@@ -104,6 +104,12 @@ class Org:
         self.credit_notes: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, dict[str, Any]] = {}
         self.allocations: dict[str, dict[str, Any]] = {}
+        #: RECEIVE-OVERPAYMENT bank transactions and the overpayments (customer credit)
+        #: they create; overpayment allocations to invoices are kept apart from credit
+        #: notes' (``allocations``).
+        self.bank_transactions: dict[str, dict[str, Any]] = {}
+        self.overpayments: dict[str, dict[str, Any]] = {}
+        self.overpayment_allocations: dict[str, dict[str, Any]] = {}
         self.lock_date: date | None = None
         self.counter = 0
         self.numbers = {"INV": 0, "CN": 0}
@@ -243,6 +249,15 @@ class XeroSandbox(Sandbox):
                   methods=["PUT"]),
             Route(base + "/CreditNotes/{ident}", self._single("CreditNotes"),
                   methods=["GET", "POST"]),
+            Route(base + "/BankTransactions", self._collection("BankTransactions"),
+                  methods=["GET", "PUT", "POST"]),
+            Route(base + "/BankTransactions/{ident}", self._single("BankTransactions"),
+                  methods=["GET", "POST"]),
+            Route(base + "/Overpayments", self._collection("Overpayments"), methods=["GET"]),
+            Route(base + "/Overpayments/{ident}/Allocations", self._allocations,
+                  methods=["PUT"]),
+            Route(base + "/Overpayments/{ident}", self._single("Overpayments"),
+                  methods=["GET"]),
             Route(base + "/Payments", self._collection("Payments"), methods=["GET", "PUT", "POST"]),
             Route(base + "/Payments/{ident}", self._single("Payments"), methods=["GET", "POST"]),
             Route(base + "/TaxRates", self._settings("TaxRates"), methods=["GET"]),
@@ -317,7 +332,8 @@ class XeroSandbox(Sandbox):
 
     def _store(self, org: Org, name: str) -> dict[str, dict[str, Any]]:
         return {"Contacts": org.contacts, "Invoices": org.invoices,
-                "CreditNotes": org.credit_notes, "Payments": org.payments}[name]
+                "CreditNotes": org.credit_notes, "Payments": org.payments,
+                "BankTransactions": org.bank_transactions, "Overpayments": org.overpayments}[name]
 
     def _get_one(self, tenant: str, name: str, ident: str) -> Response:
         org = self.org(tenant)
@@ -396,7 +412,8 @@ class XeroSandbox(Sandbox):
     @staticmethod
     def _snapshot(org: Org) -> dict[str, Any]:
         return copy.deepcopy({k: getattr(org, k) for k in (
-            "contacts", "invoices", "credit_notes", "payments", "allocations", "counter",
+            "contacts", "invoices", "credit_notes", "payments", "allocations",
+            "bank_transactions", "overpayments", "overpayment_allocations", "counter",
             "numbers")})
 
     @staticmethod
@@ -420,7 +437,8 @@ class XeroSandbox(Sandbox):
         if existing is not None and mode == "create":
             raise Invalid(f"{id_field} '{target}' already exists; use POST to update")
         handler = {"Contacts": self._save_contact, "Invoices": self._save_document,
-                   "CreditNotes": self._save_document, "Payments": self._save_payment}[name]
+                   "CreditNotes": self._save_document, "Payments": self._save_payment,
+                   "BankTransactions": self._save_bank_transaction}[name]
         record = handler(org, name, element, existing)
         record["_updated"] = self.clock.now()
         if existing is None:
@@ -642,13 +660,14 @@ class XeroSandbox(Sandbox):
         day = _parse_date(element["Date"], "Date") if element.get("Date") \
             else self.clock.now().date()
         self._check_lock(org, day)
-        ref_field, id_field = ("InvoiceNumber", "InvoiceID") if kind == "Invoice" else (
-            "CreditNoteNumber", "CreditNoteID")
+        ref_field, id_field, payment_type = _PAYMENT_TARGETS[kind]
+        reference = {id_field: target[id_field]}
+        if ref_field:
+            reference[ref_field] = target[ref_field]
         return {"PaymentID": org.new_id("payment"), "_date": day.isoformat(),
                 "Amount": num(amount), "Reference": element.get("Reference"),
                 "IsReconciled": bool(element.get("IsReconciled", False)), "Status": "AUTHORISED",
-                "PaymentType": "ACCRECPAYMENT" if kind == "Invoice" else "ARCREDITPAYMENT",
-                kind: {id_field: target[id_field], ref_field: target[ref_field]},
+                "PaymentType": payment_type, kind: reference,
                 "Account": {"AccountID": account["AccountID"], "Code": account["Code"]}}
 
     def _payment_target(self, org: Org, element: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -663,14 +682,109 @@ class XeroSandbox(Sandbox):
                 if found is None:
                     raise Invalid(f"{kind} could not be found")
                 return found, kind
-        raise Invalid("An Invoice or CreditNote must be specified for the payment")
+        ref = element.get("Overpayment")
+        if isinstance(ref, dict):  # a refund of a customer's overpayment (money out)
+            found = org.overpayments.get(str(ref.get("OverpaymentID")))
+            if found is None:
+                raise Invalid("Overpayment could not be found")
+            return found, "Overpayment"
+        raise Invalid("An Invoice, CreditNote or Overpayment must be specified for the payment")
+
+    # ------------------------------------------------------------------ bank transactions
+
+    def _save_bank_transaction(self, org: Org, name: str, element: dict[str, Any],
+                               existing: dict[str, Any] | None) -> dict[str, Any]:
+        """RECEIVE-OVERPAYMENT only: money received from a customer that pays no invoice
+        yet. It creates an Overpayment (customer credit, ``RemainingCredit``) that
+        allocations to invoices and refund payments draw on. An existing one can only
+        be deleted, and only while none of its credit is used."""
+        if existing is not None:
+            if element.get("Status") != "DELETED" or set(element) - {
+                    "Status", "BankTransactionID"}:
+                raise Invalid("An overpayment bank transaction cannot be edited; delete it "
+                              "(Status DELETED) and enter it again")
+            if existing["Status"] == "DELETED":
+                raise Invalid("The bank transaction has already been deleted")
+            overpayment = org.overpayments.get(str(existing.get("OverpaymentID")))
+            if overpayment is not None:
+                if money(overpayment["RemainingCredit"]) != money(overpayment["Total"]):
+                    raise Invalid("This overpayment cannot be deleted as it has been "
+                                  "allocated or refunded; remove the allocations and refunds "
+                                  "first")
+                overpayment["Status"] = "VOIDED"
+                overpayment["_updated"] = self.clock.now()
+            self._check_lock(org, date.fromisoformat(existing["_date"]))
+            existing["Status"] = "DELETED"
+            return existing
+        kind = element.get("Type")
+        if not kind:
+            raise Invalid("Bank transaction Type must be specified")
+        if kind not in _BANK_TRANSACTION_TYPES:
+            raise Invalid(f"Type {kind} is not a valid bank transaction type")
+        if kind != "RECEIVE-OVERPAYMENT":
+            raise Invalid(f"Type {kind} is not supported by this sandbox (customer "
+                          f"overpayments only: RECEIVE-OVERPAYMENT)")
+        if element.get("Status", "AUTHORISED") != "AUTHORISED":
+            raise Invalid("A bank transaction can only be created AUTHORISED")
+        contact = self._resolve_contact(org, element.get("Contact"))
+        account = org.account(element.get("BankAccount"))
+        if account is None:
+            raise Invalid("BankAccount could not be found")
+        if account["Type"] != "BANK":
+            raise Invalid("The BankAccount must be an account of type BANK")
+        mode = element.get("LineAmountTypes", "NoTax")
+        if mode not in LINE_AMOUNT_TYPES:
+            raise Invalid(f"LineAmountTypes '{mode}' is not valid")
+        lines = element.get("LineItems")
+        if not isinstance(lines, list) or not lines:
+            raise Invalid("A line item must be specified for a bank transaction")
+        computed, total = [], Decimal(0)
+        for index, raw_line in enumerate(lines):
+            line = dict(raw_line) if isinstance(raw_line, dict) else {}
+            if line.get("AccountCode") is not None:
+                raise Invalid("An account code cannot be specified on an overpayment line "
+                              "item (Xero posts it to Accounts Receivable)")
+            if line.get("LineAmount") is not None:
+                amount = money(line["LineAmount"])
+            else:
+                amount = money(Decimal(str(line.get("Quantity", 1)))
+                               * Decimal(str(line.get("UnitAmount", 0))))
+            total += amount
+            line.update(LineAmount=num(amount), TaxAmount=0, LineItemID=str(uuid.uuid5(
+                NAMESPACE, f"{org.tenant}:bankline:{org.counter}:{index}")))
+            computed.append(line)
+        if total <= 0:
+            raise Invalid("The total of an overpayment must be greater than zero")
+        day = _parse_date(element["Date"], "Date") if element.get("Date") \
+            else self.clock.now().date()
+        self._check_lock(org, day)
+        reference = str(element.get("Reference") or "")
+        if len(reference) > 255:
+            raise Invalid("Reference must not exceed 255 characters")
+        now = self.clock.now()
+        common = {"Contact": {"ContactID": contact["ContactID"], "Name": contact["Name"]},
+                  "_date": day.isoformat(), "CurrencyCode": element.get("CurrencyCode")
+                  or contact.get("DefaultCurrency") or "USD", "LineAmountTypes": mode,
+                  "LineItems": computed, "SubTotal": num(total), "TotalTax": 0,
+                  "Total": num(total), "Status": "AUTHORISED", "Reference": reference or None}
+        overpayment_id = org.new_id("overpayment")
+        org.overpayments[overpayment_id] = {
+            **copy.deepcopy(common), "OverpaymentID": overpayment_id,
+            "Type": "RECEIVE-OVERPAYMENT", "RemainingCredit": num(total), "AppliedAmount": 0,
+            "_updated": now, "_seq": org.counter}
+        return {**common, "BankTransactionID": org.new_id("banktransaction"), "Type": kind,
+                "BankAccount": {"AccountID": account["AccountID"], "Code": account["Code"],
+                                "Name": account["Name"]},
+                "IsReconciled": bool(element.get("IsReconciled", False)),
+                "OverpaymentID": overpayment_id}
 
     async def _allocations(self, request: Request) -> Response:
         ident = request.path_params["ident"]
+        source = "Overpayment" if "/Overpayments/" in request.url.path else "CreditNote"
 
         def handle(tenant: str, body: Any) -> Response:
             org = self.org(tenant)
-            note = org.credit_notes.get(ident)
+            note = (org.overpayments if source == "Overpayment" else org.credit_notes).get(ident)
             if note is None:
                 return self._problem(404, "Not Found", f"The resource {ident} was not found")
             items = body.get("Allocations") if isinstance(body, dict) else None
@@ -680,7 +794,7 @@ class XeroSandbox(Sandbox):
             results, errors = [], []
             for item in items:
                 try:
-                    results.append(self._allocate(org, note, item))
+                    results.append(self._allocate(org, note, item, source))
                     self._recompute(org)
                 except Invalid as error:
                     errors.append({**item, "ValidationErrors": [{"Message": m}
@@ -692,9 +806,12 @@ class XeroSandbox(Sandbox):
 
         return await self._api(request, handle)
 
-    def _allocate(self, org: Org, note: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    def _allocate(self, org: Org, note: dict[str, Any], item: dict[str, Any],
+                  source: str = "CreditNote") -> dict[str, Any]:
+        """Apply a credit note's or an overpayment's remaining credit to an invoice."""
+        label = "Credit note" if source == "CreditNote" else "Overpayment"
         if note["Status"] != "AUTHORISED":
-            raise Invalid("Credit note must be AUTHORISED before it can be allocated")
+            raise Invalid(f"{label} must be AUTHORISED before it can be allocated")
         ref = item.get("Invoice") or {}
         invoice = org.invoices.get(str(ref.get("InvoiceID")))
         if invoice is None:
@@ -703,9 +820,9 @@ class XeroSandbox(Sandbox):
             raise Invalid("Allocation requires Amount, Invoice and Date")
         amount = money(item["Amount"])
         if invoice["Contact"]["ContactID"] != note["Contact"]["ContactID"]:
-            raise Invalid("The credit note and invoice must be for the same contact")
+            raise Invalid(f"The {label.lower()} and invoice must be for the same contact")
         if invoice["Status"] != "AUTHORISED":
-            raise Invalid("Invoice must be AUTHORISED to allocate a credit note")
+            raise Invalid(f"Invoice must be AUTHORISED to allocate a {label.lower()}")
         if amount <= 0 or amount > money(note["RemainingCredit"]) or \
                 amount > money(invoice["AmountDue"]):
             raise Invalid("The amount allocated exceeds the remaining credit or the amount due")
@@ -715,10 +832,14 @@ class XeroSandbox(Sandbox):
                       "AllocationID": org.new_id("allocation"), "Amount": num(amount),
                       "_date": day.isoformat(), "_seq": org.counter,
                       "Invoice": {"InvoiceID": invoice["InvoiceID"],
-                                  "InvoiceNumber": invoice["InvoiceNumber"]},
-                      "CreditNote": {"CreditNoteID": note["CreditNoteID"],
-                                     "CreditNoteNumber": note["CreditNoteNumber"]}}
-        org.allocations[allocation["AllocationID"]] = allocation
+                                  "InvoiceNumber": invoice["InvoiceNumber"]}}
+        if source == "CreditNote":
+            allocation["CreditNote"] = {"CreditNoteID": note["CreditNoteID"],
+                                        "CreditNoteNumber": note["CreditNoteNumber"]}
+            org.allocations[allocation["AllocationID"]] = allocation
+        else:
+            allocation["Overpayment"] = {"OverpaymentID": note["OverpaymentID"]}
+            org.overpayment_allocations[allocation["AllocationID"]] = allocation
         now = self.clock.now()
         invoice["_updated"] = note["_updated"] = now
         return self._public_allocation(allocation)
@@ -737,6 +858,9 @@ class XeroSandbox(Sandbox):
             if "Invoice" in payment:
                 key = payment["Invoice"]["InvoiceID"]
                 paid[key] = paid.get(key, Decimal(0)) + money(payment["Amount"])
+            elif "Overpayment" in payment:  # a refund of the overpayment
+                key = payment["Overpayment"]["OverpaymentID"]
+                refunded[key] = refunded.get(key, Decimal(0)) + money(payment["Amount"])
             else:
                 key = payment["CreditNote"]["CreditNoteID"]
                 refunded[key] = refunded.get(key, Decimal(0)) + money(payment["Amount"])
@@ -745,6 +869,11 @@ class XeroSandbox(Sandbox):
             note_id = str(allocation["CreditNote"]["CreditNoteID"])
             credited[inv_id] = credited.get(inv_id, Decimal(0)) + money(allocation["Amount"])
             allocated[note_id] = allocated.get(note_id, Decimal(0)) + money(allocation["Amount"])
+        for allocation in org.overpayment_allocations.values():
+            inv_id = str(allocation["Invoice"]["InvoiceID"])
+            over_id = str(allocation["Overpayment"]["OverpaymentID"])
+            credited[inv_id] = credited.get(inv_id, Decimal(0)) + money(allocation["Amount"])
+            allocated[over_id] = allocated.get(over_id, Decimal(0)) + money(allocation["Amount"])
         for invoice in org.invoices.values():
             ident = invoice["InvoiceID"]
             amount_paid, amount_credited = paid.get(ident, Decimal(0)), credited.get(
@@ -763,6 +892,14 @@ class XeroSandbox(Sandbox):
                 remaining = Decimal(0)
             note.update(RemainingCredit=num(remaining), AppliedAmount=num(used))
             self._settle(note, remaining, used)
+        for over in org.overpayments.values():
+            ident = over["OverpaymentID"]
+            used = allocated.get(ident, Decimal(0)) + refunded.get(ident, Decimal(0))
+            remaining = money(over.get("Total", 0)) - used
+            if over["Status"] == "VOIDED":
+                remaining = Decimal(0)
+            over.update(RemainingCredit=num(remaining), AppliedAmount=num(used))
+            self._settle(over, remaining, used)
 
     def _settle(self, document: dict[str, Any], outstanding: Decimal, settled: Decimal) -> None:
         before = document["Status"]
@@ -798,6 +935,17 @@ class XeroSandbox(Sandbox):
         if name == "CreditNotes":
             out["Allocations"] = [self._public_allocation(a) for a in org.allocations.values()
                                   if a["CreditNote"]["CreditNoteID"] == record["CreditNoteID"]]
+        if name == "Overpayments":
+            ident = record["OverpaymentID"]
+            out["Allocations"] = [self._public_allocation(a)
+                                  for a in org.overpayment_allocations.values()
+                                  if a["Overpayment"]["OverpaymentID"] == ident]
+            out["Payments"] = [
+                {"PaymentID": p["PaymentID"], "Date": msdate(date.fromisoformat(p["_date"])),
+                 "Amount": p["Amount"], "Reference": p.get("Reference") or ""}
+                for p in org.payments.values()
+                if p["Status"] != "DELETED" and p.get("Overpayment", {}).get("OverpaymentID")
+                == ident]
         if name == "Contacts":
             out["IsCustomer"] = bool(out.get("IsCustomer", True))
         return out
@@ -836,6 +984,16 @@ class XeroSandbox(Sandbox):
         applications += [Application("credit_note", a["CreditNote"]["CreditNoteID"],
                                      a["Invoice"]["InvoiceID"], money(a["Amount"]))
                          for a in org.allocations.values()]
+        # An overpayment is money received and held as the customer's credit: a payment
+        # whose unapplied part is its RemainingCredit (allocations and refunds draw it
+        # down; the refund payments themselves apply nothing).
+        payments += [PaymentSummary(
+            o["OverpaymentID"], o["Contact"]["ContactID"], money(o["Total"]),
+            money(o["RemainingCredit"]), o["Status"], o["_date"], o.get("Reference") or None,
+            o.get("_seq", 0)) for o in org.overpayments.values()]
+        applications += [Application("payment", a["Overpayment"]["OverpaymentID"],
+                                     a["Invoice"]["InvoiceID"], money(a["Amount"]))
+                         for a in org.overpayment_allocations.values()]
         customers = [CustomerSummary(c["ContactID"], c["Name"], c["ContactStatus"] == "ACTIVE")
                      for c in org.contacts.values()]
         return build_report(self.platform, tenant, documents, payments, applications, customers)
@@ -844,10 +1002,24 @@ class XeroSandbox(Sandbox):
     def _payment_contact(org: Org, payment: dict[str, Any]) -> str:
         if "Invoice" in payment:
             return str(org.invoices[payment["Invoice"]["InvoiceID"]]["Contact"]["ContactID"])
+        if "Overpayment" in payment:
+            over = org.overpayments[payment["Overpayment"]["OverpaymentID"]]
+            return str(over["Contact"]["ContactID"])
         return str(org.credit_notes[payment["CreditNote"]["CreditNoteID"]]["Contact"]["ContactID"])
+
+
+_PAYMENT_TARGETS = {
+    "Invoice": ("InvoiceNumber", "InvoiceID", "ACCRECPAYMENT"),
+    "CreditNote": ("CreditNoteNumber", "CreditNoteID", "ARCREDITPAYMENT"),
+    "Overpayment": (None, "OverpaymentID", "AROVERPAYMENTPAYMENT"),
+}
+_BANK_TRANSACTION_TYPES = ("RECEIVE", "RECEIVE-OVERPAYMENT", "RECEIVE-PREPAYMENT", "SPEND",
+                           "SPEND-OVERPAYMENT", "SPEND-PREPAYMENT", "RECEIVE-TRANSFER",
+                           "SPEND-TRANSFER")
 
 
 def _id_field(name: str) -> str:
     return {"Contacts": "ContactID", "Invoices": "InvoiceID", "CreditNotes": "CreditNoteID",
-            "Payments": "PaymentID"}[name]
+            "Payments": "PaymentID", "BankTransactions": "BankTransactionID",
+            "Overpayments": "OverpaymentID"}[name]
 
