@@ -19,6 +19,16 @@ from deploy.localstack.stack import LocalStack
 console = Console(stderr=True)
 out = Console()
 
+_LOG_FORMAT = click.option("--log-format", type=click.Choice(["json", "text"]), default="json",
+                           show_default=True, help="Log lines as JSON objects or plain text.")
+
+
+def _logging(component: str, log_format: str) -> None:
+    """Structured logs for a long-running runtime, credentials masked."""
+    from ledgerstream.observability.logging import setup_logging
+
+    setup_logging(component, json_format=log_format == "json")
+
 
 @click.group()
 @click.version_option(package_name="ledgerstream")
@@ -143,10 +153,12 @@ def demo(tenants: int, jobs: int, customers: int, platforms: tuple[str, ...],
 @click.option("--platform", "platform_name", required=True, help="e.g. quickbooks, xero")
 @click.option("--tenants", "tenants_file", type=click.Path(exists=True, dir_okay=False),
               help="Per-tenant mapping YAML (or LEDGERSTREAM_SINK_TENANTS_FILE).")
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-port", type=int,
+              help="Serve /metrics, /healthz and /readyz on this port.")
 @click.option("--batch-size", type=int, help="Records per bookkeeping transaction.")
+@_LOG_FORMAT
 def sink(platform_name: str, tenants_file: str | None, metrics_port: int | None,
-         batch_size: int | None) -> None:
+         batch_size: int | None, log_format: str) -> None:
     """Write ledger entries to one accounting platform, exactly once."""
     from sinks.app import run_sink
     from sinks.core.errors import ConfigurationError
@@ -156,6 +168,7 @@ def sink(platform_name: str, tenants_file: str | None, metrics_port: int | None,
                              "batch_size": batch_size}
     overrides = {k: v for k, v in given.items() if v is not None}
     _endpoint_env()
+    _logging(f"sink-{platform_name}", log_format)
     try:
         run_sink(SinkSettings(platform=platform_name, **overrides))
     except ConfigurationError as exc:
@@ -216,7 +229,9 @@ def _common(fn: Any) -> Any:
     for option in (
         click.option("--topic-prefix", help="Prefix of every topic, group and app id."),
         click.option("--topic-suffix", help="Suffix (after a dot): isolated test/demo runs."),
-        click.option("--metrics-port", type=int, help="Serve Prometheus /metrics here."),
+        click.option("--metrics-port", type=int,
+                     help="Serve /metrics, /healthz and /readyz on this port."),
+        _LOG_FORMAT,
     ):
         fn = option(fn)
     return fn
@@ -236,6 +251,7 @@ def relay(**opts: Any) -> None:
     from producers.relay.relay import RelaySettings, run_relay
 
     _endpoint_env()
+    _logging("relay", opts.pop("log_format"))
     run_relay(RelaySettings(**_given(**opts)))
 
 
@@ -250,6 +266,7 @@ def poll(**opts: Any) -> None:
     from producers.poller.poller import PollerSettings, run_poller
 
     _endpoint_env()
+    _logging("poller", opts.pop("log_format"))
     run_poller(PollerSettings(**_given(**opts)))
 
 
@@ -262,6 +279,7 @@ def webhooks(**opts: Any) -> None:
     from producers.webhooks.server import WebhookSettings, run_webhooks
 
     _endpoint_env()
+    _logging("webhooks", opts.pop("log_format"))
     run_webhooks(WebhookSettings(**_given(**opts)))
 
 
@@ -275,6 +293,7 @@ def process(**opts: Any) -> None:
     from stream_processors.settings import ProcessorSettings
 
     _endpoint_env()
+    _logging("processor", opts.pop("log_format"))
     run_processor(ProcessorSettings(**_given(**opts)))
 
 

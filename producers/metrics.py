@@ -5,7 +5,7 @@ tests that run several relays in one process simply share the counters."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 RELAY_EVENTS = Counter(
     "ledgerstream_relay_events_total", "Outbox rows handled by the relay",
@@ -33,9 +33,3 @@ WEBHOOK_REQUESTS = Counter(
     "ledgerstream_webhooks_requests_total", "Webhook requests by answer", ["status"])
 WEBHOOK_LATENCY = Histogram(
     "ledgerstream_webhooks_request_duration_seconds", "Request to broker ack to answer")
-
-
-def serve_metrics(port: int | None) -> None:
-    """Serve /metrics on ``port`` unless it is None or 0."""
-    if port:
-        start_http_server(port)

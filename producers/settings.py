@@ -31,7 +31,9 @@ class ProducerSettings(BaseSettings):
     topic_suffix: str = Field(default="", description="appended after a dot (test isolation)")
     create_topics: bool = Field(default=True, description="create missing topics at start")
     linger_ms: int = 5
-    metrics_port: int | None = Field(default=None, description="serve /metrics; 0 = off")
+    metrics_port: int | None = Field(
+        default=None, description="serve /metrics, /healthz, /readyz; 0 = off")
+    metrics_host: str = Field(default="0.0.0.0", description="address of that endpoint")
     instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @property

@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from prometheus_client import start_http_server
 
+from ledgerstream.observability import Readiness, postgres_check, serve_observability
+from ledgerstream.observability.kafka import lag_stats_conf
 from schemas.serde import dead_letter_serializer, ledger_entry_deserializer, registry_client
 from schemas.topics import Topics
 from sinks.core.contract import Platform, Transport
@@ -26,6 +27,7 @@ from sinks.core.crash import CrashPoints
 from sinks.core.decoding import ledger_entry_decoder
 from sinks.core.errors import ConfigurationError
 from sinks.core.mapping import TenantConfig, load_mapping_file
+from sinks.core.metrics import SinkRuntimeMetrics
 from sinks.core.runner import SinkRunner, dlq_writer
 from sinks.core.settings import SinkSettings
 from sinks.core.store import SinkStore
@@ -102,7 +104,9 @@ def build_runner(
         consumer_conf={"bootstrap.servers": settings.kafka_bootstrap_servers,
                        "group.id": topics.sink_group(name),
                        "client.id": f"ledgerstream-sink-{name}",
-                       "session.timeout.ms": settings.session_timeout_ms},
+                       "session.timeout.ms": settings.session_timeout_ms,
+                       **lag_stats_conf(SinkRuntimeMetrics.default().lag, topics.ledger_entries,
+                                        {"platform": name})},
         store=store,
         tenants=tenants,
         transport_for=transport_for,
@@ -116,12 +120,24 @@ def build_runner(
     )
 
 
+def sink_readiness(runner: SinkRunner, database_url: str) -> Readiness:
+    """Ready: the consumer holds at least one partition and PostgreSQL answers."""
+    def assigned() -> bool | str:
+        if runner.stop_event.is_set():
+            return "stopping"
+        return True if runner.claim.expected else "no partitions assigned"
+
+    return Readiness({"kafka_assignment": assigned, "postgres": postgres_check(database_url)},
+                     ttl_s=2.0)
+
+
 def run_sink(settings: SinkSettings, *, max_idle_s: float | None = None, **kw: Any) -> SinkRunner:
     """Run until SIGTERM/SIGINT (or ``max_idle_s`` without records)."""
     install_redaction()
     runner = build_runner(settings, **kw)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    serve_observability(f"sink-{runner.name}", settings.metrics_port,
+                        host=settings.metrics_host,
+                        readiness=sink_readiness(runner, settings.database_url))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
     log.info("sink %s: %d tenants, reading %s", runner.name, len(runner.tenants), runner.topic)

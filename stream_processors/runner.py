@@ -14,7 +14,9 @@ import time
 
 import faust
 from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import REGISTRY
 
+from ledgerstream.observability import Readiness, serve_observability
 from stream_processors.app import GLOBAL_TABLE, TABLES, LedgerProcessor, ticks_topic
 from stream_processors.eos import mark_clean, prepare_state_dir
 from stream_processors.settings import ProcessorSettings
@@ -87,6 +89,18 @@ def _wait_for_metadata(admin: AdminClient, topics: list[str], timeout: float) ->
     raise TopicLayoutError(f"topics {topics} not visible in metadata after {timeout}s")
 
 
+def processor_readiness(app: faust.App) -> Readiness:
+    """Ready: the faust app started, has not crashed and is not rebalancing."""
+    def running() -> bool | str:
+        if app.crash_reason is not None:
+            return f"crashed: {app.crash_reason!r}"
+        if not app.started:
+            return "starting"
+        return "rebalancing" if app.rebalancing else True
+
+    return Readiness({"faust": running})
+
+
 def run_processor(settings: ProcessorSettings) -> int:
     """Run the processor until SIGTERM/SIGINT; returns the process exit code."""
     logging.basicConfig(level=settings.log_level.upper().replace("WARN", "WARNING"),
@@ -96,7 +110,9 @@ def run_processor(settings: ProcessorSettings) -> int:
     datadir = settings.data_dir / settings.resolved_app_id
     prepare_state_dir(datadir, wipe_if_unclean=(
         processor.eos and settings.wipe_state_on_unclean_start))
-    processor.metrics.serve(settings.metrics_port)
+    serve_observability("processor", settings.metrics_port, host="0.0.0.0",
+                        registries=(processor.metrics.registry, REGISTRY),
+                        readiness=processor_readiness(processor.app))
     worker = faust.Worker(processor.app, loglevel=settings.log_level, quiet=True,
                           override_logging=False)
     code = 0

@@ -23,6 +23,7 @@ import httpx
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from ledgerstream.observability import Readiness, fresh, serve_observability
 from producers import metrics
 from producers.kafka import dead_letter
 from producers.poller.diff import plan, snapshot_key
@@ -79,6 +80,8 @@ class Poller:
         self.page_size = page_size
         self.streams = tuple(streams)
         self.stop = threading.Event()
+        #: monotonic time of the last cycle that did not fail (readiness)
+        self.last_success: float | None = None
 
     def _start(self, stream: AggregateType) -> Position:
         mark = self.state.watermark(stream)
@@ -134,6 +137,7 @@ class Poller:
         while not self.stop.is_set():
             try:
                 n = self.poll_once()
+                self.last_success = time.monotonic()
                 if n:
                     log.info("emitted %d events", n)
             except Exception:  # keep polling; the next cycle re-reads from the watermark
@@ -160,7 +164,9 @@ def build_source(settings: PollerSettings) -> PollSource:
 def run_poller(settings: PollerSettings) -> None:
     """Poll until SIGTERM/SIGINT (the current cycle completes first)."""
     from producers.sql import apply_state_schema
-    metrics.serve_metrics(settings.metrics_port)
+    readiness = Readiness({"poller": lambda: "starting"})
+    serve_observability("poller", settings.metrics_port, host=settings.metrics_host,
+                        readiness=readiness)
     if settings.create_topics:
         ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
     apply_state_schema(settings.database_url)
@@ -171,6 +177,8 @@ def run_poller(settings: PollerSettings) -> None:
     poller = Poller(
         source, PollerState(settings.database_url, source.name), publisher,
         overlap=timedelta(seconds=settings.overlap_s), page_size=settings.page_size)
+    max_age_s = max(60.0, 3 * settings.interval_s)
+    readiness.add("poller", fresh(lambda: poller.last_success, max_age_s, "successful poll"))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: poller.stop.set())

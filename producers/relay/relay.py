@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from ledgerstream.observability import Readiness, fresh, serve_observability
 from producers import metrics
 from producers.kafka import PERMANENT_DELIVERY_ERRORS, dead_letter, make_producer
 from producers.relay.claim import (
@@ -71,6 +72,7 @@ class BatchResult:
     published: int = 0
     dead: int = 0
     topics: dict[str, int] = field(default_factory=dict)
+    aborted: bool = False
 
 
 class BatchAbortedError(RuntimeError):
@@ -93,6 +95,8 @@ class Relay:
         self._last_lag_check = 0.0
         self.published_total = 0
         self.dead_total = 0
+        #: monotonic time of the last batch that did not roll back (readiness)
+        self.last_success = time.monotonic()
 
     def close(self) -> None:
         self.producer.flush(10)
@@ -124,6 +128,7 @@ class Relay:
             self.dead_total += result.dead
         except BatchAbortedError as exc:
             metrics.RELAY_ABORTS.inc()
+            result.aborted = True
             log.warning("batch rolled back, rows will be re-sent: %s", exc)
             self.stop.wait(1.0)
             return result
@@ -235,6 +240,8 @@ class Relay:
         try:
             while not self.stop.is_set():
                 result = self.step()
+                if not result.aborted:
+                    self.last_success = time.monotonic()
                 self._update_lag()
                 if result.published or result.dead:
                     continue
@@ -262,10 +269,15 @@ def _destination(row: OutboxRow) -> str:
 def run_relay(settings: RelaySettings) -> None:
     """Run one relay until SIGTERM/SIGINT: the current batch finishes (delivery reports,
     delete, commit), then the process exits; nothing is left half-done."""
-    metrics.serve_metrics(settings.metrics_port)
+    readiness = Readiness({"relay": lambda: "starting"})
+    serve_observability("relay", settings.metrics_port, host=settings.metrics_host,
+                        readiness=readiness)
     if settings.create_topics:
         ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
     relay = Relay(settings)
+    readiness.add("last_batch", fresh(lambda: relay.last_success,
+                                      max(60.0, 5 * settings.idle_wait_s), "successful batch"))
+    readiness.add("relay", lambda: True)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: relay.stop.set())

@@ -167,6 +167,21 @@ def create_app(config: ReceiverConfig, database_url: str, publisher: Publisher) 
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def ready(_request: Request) -> JSONResponse:
+        """Ready once the lifespan opened the pool and PostgreSQL answers."""
+        receiver = holder.get("r")
+        if receiver is None:
+            return JSONResponse({"status": "not ready", "checks": {"app": "starting"}},
+                                status_code=503)
+        try:
+            async with receiver.pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception as exc:  # any failure to answer means not ready
+            return JSONResponse({"status": "not ready",
+                                 "checks": {"postgres": f"{type(exc).__name__}: {exc}"}},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "checks": {"app": "ok", "postgres": "ok"}})
+
     routes: list[Any] = [Route("/webhooks/{tenant_id}", receive, methods=["POST"]),
-                         Route("/healthz", health)]
+                         Route("/healthz", health), Route("/readyz", ready)]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -9,7 +9,7 @@ import uvicorn
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from producers import metrics
+from ledgerstream.observability import Readiness, postgres_check, serve_observability
 from producers.publisher import Publisher
 from producers.settings import ProducerSettings, _std
 from producers.sql import apply_state_schema
@@ -60,6 +60,11 @@ def build_app(settings: WebhookSettings) -> Any:
 
 
 def run_webhooks(settings: WebhookSettings) -> None:
-    metrics.serve_metrics(settings.metrics_port)
+    """The receiver answers /healthz and /readyz itself; ``metrics_port`` adds the
+    shared observability endpoint (/metrics, and readiness = PostgreSQL answers)."""
+    serve_observability("webhooks", settings.metrics_port, host=settings.metrics_host,
+                        readiness=Readiness({"postgres": postgres_check(settings.database_url)},
+                                            ttl_s=2.0))
+    # log_config=None: uvicorn's loggers propagate to the root handler (JSON, redacted)
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port,
-                log_level="info")
+                log_level="info", log_config=None)

@@ -32,7 +32,8 @@ class SinkRuntimeMetrics:
             retries_exhausted=Counter("ledgerstream_sink_deferred_total",
                                       "Records rewound after the transport gave up retrying",
                                       ["platform"], registry=registry),
-            lag=Gauge("ledgerstream_sink_consumer_lag", "Records behind the partition end",
+            lag=Gauge("ledgerstream_sink_consumer_lag_records",
+                      "Records between the committed offset and the high watermark",
                       ["platform", "partition"], registry=registry),
         )
 
