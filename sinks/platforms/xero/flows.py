@@ -333,8 +333,12 @@ def upsert_document(run: Run, kind: str, body: dict[str, Any], known: str | None
 
 def void_invoice(run: Run, ident: str) -> Flow[dict[str, Any]]:
     """VOIDED for an authorised invoice, DELETED for a draft. Xero refuses to void an
-    invoice with payments: they are deleted first and their money recorded as the
-    customer's overpayment, which is where the CRM keeps it."""
+    invoice with payments ("cannot be edited as it has a payment ... allocated"): each
+    payment's money is first recorded as the customer's overpayment (where the CRM
+    keeps it: unapplied credit, which a later refund pays back), then the payment is
+    deleted, then the invoice voided. In that order a retry after any step repeats
+    nothing: the overpayment is found by its Reference, a deleted payment is no longer
+    on the invoice."""
     rows = yield from get(run, f"/Invoices/{ident}", "Invoices", "read invoice")
     if not rows:
         raise ReferenceMissingError(f"invoice {ident} is not in Xero", platform=NAME)
@@ -345,16 +349,18 @@ def void_invoice(run: Run, ident: str) -> Flow[dict[str, Any]]:
         raise PayloadRejectedError(
             "Xero cannot void an invoice with credit notes allocated; remove the "
             "allocations in Xero first", platform=NAME)
+    number = str(invoice.get("InvoiceNumber") or ident)
     for n, paid in enumerate(invoice.get("Payments") or []):
+        reference = f"{paid.get('Reference') or paid['PaymentID']} (void of {number})"
+        over = yield from overpay(run, invoice["Contact"]["ContactID"],
+                                  from_wire(paid["Amount"]), reference,
+                                  run.entry.event.occurred_at.date(),
+                                  str(invoice.get("CurrencyCode") or "USD"), "default",
+                                  f"invoice/void/{n}/overpayment")
         yield from post_status(run, f"/Payments/{paid['PaymentID']}", "Payments",
                                {"Status": "DELETED"}, "delete payment", f"invoice/void/{n}")
         run.notes.add(f"payment {paid['PaymentID']} ({paid['Amount']}) deleted to void the "
-                      f"invoice; kept as the customer's overpayment")
-        yield from overpay(run, invoice["Contact"]["ContactID"], from_wire(paid["Amount"]),
-                           str(paid.get("Reference") or paid["PaymentID"]),
-                           run.entry.event.occurred_at.date(),
-                           str(invoice.get("CurrencyCode") or "USD"), "default",
-                           f"invoice/void/{n}/overpayment")
+                      f"invoice; kept as the customer's overpayment {over}")
     status = "DELETED" if invoice["Status"] in ("DRAFT", "SUBMITTED") else "VOIDED"
     return (yield from post_status(run, f"/Invoices/{ident}", "Invoices",
                                    {"InvoiceID": ident, "Status": status}, "void invoice",
@@ -448,12 +454,24 @@ def invoice_flow(run: Run) -> Flow[WriteResult]:
 # --------------------------------------------------------------------------- money
 
 
+def _contact_where(contact_id: str) -> str:
+    return f'Contact.ContactID==guid("{contact_id}")'
+
+
 def overpay(run: Run, contact_id: str, amount: Decimal, reference: str, day: date,
             currency: str, method: str, step: str) -> Flow[str]:
-    """Record ``amount`` as the contact's overpayment (customer credit)."""
+    """Record ``amount`` as the contact's overpayment (customer credit): a
+    RECEIVE-OVERPAYMENT bank transaction, unless this contact's overpayment with the
+    same Reference exists already (a replay after the idempotency window)."""
     body = xmap.overpayment_body(contact_id=contact_id,
                                  account=run.mapping.deposit_account(method), amount=amount,
                                  day=day, reference=reference, currency=currency)
+    rows = yield from get(run, "/Overpayments", "Overpayments", "find overpayment", {
+        "where": f'{xmap.where_equals("Reference", body["Reference"])} AND '
+                 f'{_contact_where(contact_id)}'})
+    live = [r for r in rows if r.get("Status") != "VOIDED"]
+    if live:
+        return str(live[0]["OverpaymentID"])
     record = yield from put(run, "/BankTransactions", "BankTransactions", body,
                             "record overpayment", step)
     return str(record.get("OverpaymentID") or record.get("BankTransactionID"))
@@ -536,8 +554,8 @@ def refund_flow(run: Run, refund: Payment) -> Flow[WriteResult]:
     Xero payments cannot be edited or be negative, so for each invoice the refund
     re-opens, the original payment on it is deleted and replaced by one for what is
     left, with a Reference naming the refund — which also makes a replay find it.
-    An unallocated refund (money back from the customer's credit) would need a refund
-    of an overpayment, which this sink does not write.
+    The unallocated rest pays back the customer's unapplied credit, which Xero holds
+    as overpayments: see :func:`refund_credit`.
     """
     if not refund.refund_of:
         raise UnsupportedEventError(f"refund {refund.number} names no original payment",
@@ -548,11 +566,7 @@ def refund_flow(run: Run, refund: Payment) -> Flow[WriteResult]:
             f"refund {refund.number}: payment {refund.refund_of} was never written to Xero",
             platform=NAME)
     allocated = sum((a.amount for a in refund.allocations), ZERO)
-    if round_money(refund.amount - refund.tip) > round_money(allocated):
-        raise UnsupportedEventError(
-            f"refund {refund.number} is not fully allocated to invoices; refunding a "
-            f"customer's unapplied credit in Xero is not supported by this sink",
-            platform=NAME)
+    unallocated = round_money(refund.amount - refund.tip) - round_money(allocated)
     written: list[str] = []
     for n, allocation in enumerate(refund.allocations):
         invoice_id = _invoice_id(run, allocation)
@@ -586,7 +600,70 @@ def refund_flow(run: Run, refund: Payment) -> Flow[WriteResult]:
             raise ReferenceMissingError(
                 f"refund {refund.number}: no payment of {refund.refund_of} on invoice "
                 f"{allocation.invoice_id} in Xero", platform=NAME)
+    if unallocated > 0:
+        written += yield from refund_credit(run, refund, unallocated, original)
     return run.result(",".join(written) or original)
+
+
+def refund_credit(run: Run, refund: Payment, amount: Decimal, original: str
+                  ) -> Flow[list[str]]:
+    """Pay ``amount`` of the customer's unapplied credit back (an unallocated CRM
+    refund). Xero holds that credit as overpayments (money kept when an invoice was
+    voided after payment, or received beyond the invoices); Xero's refund of one is a
+    payment against it (``Overpayment.OverpaymentID``, type AROVERPAYMENTPAYMENT),
+    which lowers its RemainingCredit. The refunded payment's own overpayments go
+    first, then the customer's others, oldest first. Each draw's Reference is
+    ``<refund> refund of credit/<n>``, so a replay counts what was already paid back.
+    More than Xero holds is refused before anything is written."""
+    contact_id = yield from ensure_contact(run, refund.customer_id)
+    rows = yield from get(run, "/Overpayments", "Overpayments", "find customer credit",
+                          {"where": _contact_where(contact_id)})
+    prefix = f"{refund.number} refund of credit/"
+    done = [p for o in rows for p in o.get("Payments") or []
+            if str(p.get("Reference") or "").startswith(prefix)]
+    ids = [str(p["PaymentID"]) for p in done]
+    need = round_money(amount) - sum((from_wire(p["Amount"]) for p in done), ZERO)
+    if need <= 0:
+        return ids
+    own = set(original.split(","))
+    references = set()
+    for ident in own:
+        if any(str(o.get("OverpaymentID")) == ident for o in rows):
+            continue
+        paid = yield from get(run, f"/Payments/{ident}", "Payments", "read payment")
+        references |= {str(p.get("Reference")) for p in paid if p.get("Reference")}
+
+    def linked(row: Mapping[str, Any]) -> bool:
+        reference = str(row.get("Reference") or "")
+        return str(row.get("OverpaymentID")) in own or any(
+            reference.startswith(f"{r} ") for r in references)
+
+    candidates = [o for o in rows if o.get("Status") == "AUTHORISED"
+                  and from_wire(o.get("RemainingCredit")) > 0
+                  and (o.get("CurrencyCode") or refund.currency) == refund.currency]
+    candidates.sort(key=lambda o: (not linked(o), str(o.get("DateString") or "")))
+    available = sum((from_wire(o.get("RemainingCredit")) for o in candidates), ZERO)
+    if available < need:
+        raise UnsupportedEventError(
+            f"refund {refund.number} pays back {need} {refund.currency} of customer "
+            f"{refund.customer_id}'s unapplied credit, but Xero holds only {available} of "
+            f"it as overpayments; record the money as credit in the CRM first",
+            platform=NAME)
+    account = run.mapping.deposit_account(refund.method.value)
+    n = len(done)
+    for row in candidates:
+        take = min(from_wire(row.get("RemainingCredit")), need)
+        n += 1
+        record = yield from put(run, "/Payments", "Payments", xmap.payment_body(
+            account=account, amount=take, day=refund.received_date,
+            reference=f"{prefix}{n}", overpayment_id=str(row["OverpaymentID"])),
+            "refund overpayment", f"refund/credit/{n}")
+        ids.append(str(record["PaymentID"]))
+        need -= take
+        if need <= 0:
+            break
+    run.notes.add(f"{round_money(amount)} paid back from the customer's overpayments")
+    return ids
 
 
 # --------------------------------------------------------------------------- credit notes

@@ -39,6 +39,7 @@ __all__ = [
     "invoice_body",
     "line_items",
     "overpayment_body",
+    "overpayment_reference",
     "payment_body",
     "where_equals",
 ]
@@ -171,26 +172,34 @@ def credit_note_body(note: CreditNote, customer: Customer, contact_id: str,
 
 
 def payment_body(*, account: str, amount: Decimal, day: date, reference: str,
-                 invoice_id: str | None = None, credit_note_id: str | None = None
-                 ) -> dict[str, Any]:
-    """One Xero payment: money in against an invoice, or out against a credit note
-    (a cash refund of that credit)."""
+                 invoice_id: str | None = None, credit_note_id: str | None = None,
+                 overpayment_id: str | None = None) -> dict[str, Any]:
+    """One Xero payment: money in against an invoice, or out against a credit note or
+    an overpayment (a cash refund of that credit; Xero's AROVERPAYMENTPAYMENT)."""
     target = ({"Invoice": {"InvoiceID": invoice_id}} if invoice_id else
-              {"CreditNote": {"CreditNoteID": credit_note_id}})
+              {"CreditNote": {"CreditNoteID": credit_note_id}} if credit_note_id else
+              {"Overpayment": {"OverpaymentID": overpayment_id}})
     return {**target, "Account": {"Code": account}, "Amount": wire(round_money(amount)),
             "Date": day.isoformat(), "Reference": reference[: LIMITS["reference"]]}
+
+
+def overpayment_reference(reference: str) -> str:
+    """The ``Reference`` of the overpayment recorded for ``reference`` (how a replay
+    finds it)."""
+    return f"{reference} overpayment"[: LIMITS["reference"]]
 
 
 def overpayment_body(*, contact_id: str, account: str, amount: Decimal, day: date,
                      reference: str, currency: str) -> dict[str, Any]:
     """Money received beyond the invoices it pays: a RECEIVE-OVERPAYMENT bank
-    transaction, Xero's customer credit that later payments and refunds draw on."""
+    transaction, Xero's customer credit that later payments and refunds draw on. Its
+    line carries no AccountCode: Xero posts overpayments to Accounts Receivable."""
     return {
         "Type": "RECEIVE-OVERPAYMENT",
         "Contact": {"ContactID": contact_id},
         "BankAccount": {"Code": account},
         "Date": day.isoformat(),
-        "Reference": f"{reference} overpayment"[: LIMITS["reference"]],
+        "Reference": overpayment_reference(reference),
         "CurrencyCode": currency,
         "LineAmountTypes": "NoTax",
         "LineItems": [{"Description": f"Overpayment of {reference}",

@@ -209,12 +209,6 @@ XERO = PlatformHarness(
     extra_headers=lambda t: {},
     validator=_spec_validator(specs.xero_spec),
     spec_files=(str(specs.XERO_YAML),),
-    sandbox_gaps={
-        "over_payment": "the Xero sandbox has no /BankTransactions (RECEIVE-OVERPAYMENT), "
-                        "where money beyond the invoice is recorded",
-        "void_after_payment": "voiding deletes the payments and re-records them as an "
-                              "overpayment via /BankTransactions, which the sandbox lacks",
-    },
 )
 
 HARNESSES: dict[str, PlatformHarness] = {h.platform: h for h in (QUICKBOOKS, XERO)}
