@@ -26,10 +26,15 @@ POLLER_EVENTS = Counter(
     "ledgerstream_poller_events_total", "Changes the poller emitted", ["stream", "event_type"])
 POLLER_LAG = Gauge(
     "ledgerstream_poller_watermark_lag_seconds", "now - watermark", ["stream"])
+POLLER_DEAD_LETTERS = Counter(
+    "ledgerstream_poller_dead_letters_total", "Changed rows dead-lettered", ["error_class"])
 POLLER_CYCLE = Histogram(
     "ledgerstream_poller_cycle_duration_seconds", "One poll over every stream")
 
 WEBHOOK_REQUESTS = Counter(
     "ledgerstream_webhooks_requests_total", "Webhook requests by answer", ["status"])
+WEBHOOK_DEAD_LETTERS = Counter(
+    "ledgerstream_webhooks_dead_letters_total",
+    "Refused deliveries kept (table) and, when to_dlq, dead-lettered", ["error_class"])
 WEBHOOK_LATENCY = Histogram(
     "ledgerstream_webhooks_request_duration_seconds", "Request to broker ack to answer")

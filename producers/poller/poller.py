@@ -117,6 +117,7 @@ class Poller:
         todo = plan(items, known, self.source.name)
         for bad in todo.invalid:
             log.error("dead-lettering %s: %s", bad.aggregate_id, bad.reason)
+            metrics.POLLER_DEAD_LETTERS.labels("SchemaMismatch").inc()
             self.publisher.publish_dead_letter(dead_letter(
                 topic=self.source.name, error=bad.reason, error_class="SchemaMismatch",
                 stage="poller", key=None, value=bad.raw, event_id=None,

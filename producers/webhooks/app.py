@@ -134,6 +134,7 @@ class Receiver:
                 " VALUES (%s,%s,%s,%s,%s)",
                 (tenant, exc.status, f"{exc.error}: {exc.reason}", Jsonb(headers),
                  body[: self.config.max_body_bytes]))
+        metrics.WEBHOOK_DEAD_LETTERS.labels(exc.error).inc()
         if exc.to_dlq:
             sender_id = None  # the DLQ record is keyed by the sender's event id, if legible
             with suppress(ValueError, AttributeError):
