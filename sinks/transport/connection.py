@@ -26,10 +26,35 @@ in the form body unless ``client_auth: basic``:
     client_secret: xyz
     scope: https://api.businesscentral.dynamics.com/.default
 ```
+
+``session`` is for platforms whose login opens a session that no other kind can
+express — Sage Intacct (``getAPISession``; the session id and the sender password
+travel *inside the XML body*, :class:`~sinks.transport.xmlapi.BodySessionAuth`) and
+Acumatica (``POST /entity/auth/login``; a ``.ASPXAUTH`` cookie,
+:class:`~sinks.transport.auth.SessionAuth`). The kind only carries the login
+credentials; the authenticator comes from the platform: a platform package may expose
+``session_auth(auth: AuthConfig, *, tenant_id: str, platform: str) -> Authenticator``
+(looked up on the package of the registered platform class), else the factory
+registered here under the platform's name (:data:`SESSION_AUTH_FACTORIES`, which holds
+the two above until their packages expose one):
+
+```yaml
+  auth:
+    kind: session
+    username: ws-user           # Intacct login/userid, Acumatica name
+    password: xyz               # Intacct login/password, Acumatica password
+    company: ACME               # Intacct login/companyid, Acumatica company
+    sender_id: ledgerstream     # Intacct Web Services sender (control/senderid)
+    sender_password: xyz        # Intacct sender password (control/password)
+    login_url: https://acme.acumatica.com   # Acumatica instance (login is outside
+                                            # the endpoint); Intacct: gateway path
+```
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
@@ -55,7 +80,8 @@ class AuthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal[
-        "none", "api_key", "oauth2", "client_credentials", "rpc_password", "oauth1"
+        "none", "api_key", "oauth2", "client_credentials", "rpc_password", "oauth1",
+        "session",
     ] = "none"
     token_url: str | None = None
     client_id: str | None = None
@@ -77,6 +103,13 @@ class AuthConfig(BaseModel):
     consumer_secret: SecretStr | None = None
     token_id: str | None = None
     token_secret: SecretStr | None = None
+    # Session logins (kind ``session``: Sage Intacct, Acumatica); see the module doc.
+    username: str | None = None
+    password: SecretStr | None = None
+    company: str | None = None
+    sender_id: str | None = None
+    sender_password: SecretStr | None = None
+    login_url: str | None = None
 
 
 class ConnectionConfig(BaseModel):
@@ -138,6 +171,8 @@ def build_auth(
 
         return oauth2_with_subscription_key(oauth, auth.subscription_key,
                                             header=auth.subscription_header)
+    if auth.kind == "session":
+        return session_factory(platform)(auth, tenant_id=tenant_id, platform=platform)
     if auth.kind == "client_credentials":
         return ClientCredentialsAuth(
             platform=platform, tenant_id=tenant_id, token_url=need(auth.token_url, "token_url"),
@@ -153,6 +188,98 @@ def build_auth(
         token=need(auth.token_id, "token_id"),
         token_secret=need(auth.token_secret, "token_secret"),
     )
+
+
+# --------------------------------------------------------------------------- sessions
+
+#: ``(auth, *, tenant_id, platform) -> Authenticator`` for ``kind: session``.
+SessionAuthFactory = Callable[..., Authenticator]
+
+
+def _required(auth: AuthConfig, platform: str, tenant_id: str, *names: str) -> list[Any]:
+    values = [getattr(auth, name) for name in names]
+    missing = [n for n, v in zip(names, values, strict=True) if v is None]
+    if missing:
+        raise ConfigurationError(
+            f"tenant {tenant_id!r}: connection.auth.{', '.join(missing)} required for "
+            f"auth kind 'session' on {platform}", platform=platform)
+    return values
+
+
+def _intacct_session(auth: AuthConfig, *, tenant_id: str, platform: str) -> Authenticator:
+    """Sage Intacct: ``getAPISession`` with the login in the body; the session id and
+    sender password are stamped into every request body."""
+    import uuid
+
+    from sinks.transport.redact import register_secret
+    from sinks.transport.xmlapi import (
+        BodySessionAuth,
+        login_envelope,
+        session_of,
+        xml_request,
+    )
+
+    user, password, company, sender, sender_password = _required(
+        auth, platform, tenant_id, "username", "password", "company", "sender_id",
+        "sender_password")
+    register_secret(password.get_secret_value())
+    path = auth.login_url or "/ia/xml/xmlgw.phtml"
+
+    def login() -> Any:
+        root = login_envelope(sender_id=sender, sender_password=sender_password.get_secret_value(),
+                              user_id=user, company_id=company,
+                              user_password=password.get_secret_value(),
+                              control_id=f"login-{uuid.uuid4().hex}")
+        return xml_request(path, root, purpose="login")
+
+    return BodySessionAuth(login=login, parse_session=session_of,
+                           sender_password=sender_password, platform=platform)
+
+
+def _acumatica_session(auth: AuthConfig, *, tenant_id: str, platform: str) -> Authenticator:
+    """Acumatica: ``POST {instance}/entity/auth/login``; the ``.ASPXAUTH`` cookie."""
+    from sinks.platforms.acumatica import AcumaticaSettings, login_request
+    from sinks.transport.auth import SessionAuth
+    from sinks.transport.redact import register_secret
+    from sinks.transport.session_rest import session_cookie
+
+    user, password, company, instance = _required(
+        auth, platform, tenant_id, "username", "password", "company", "login_url")
+    register_secret(password.get_secret_value())
+    settings = AcumaticaSettings(instance_url=instance, company=company)
+    return SessionAuth(
+        login=lambda: login_request(settings, user, password.get_secret_value()),
+        parse_session=lambda response: session_cookie(response, ".ASPXAUTH"),
+        cookie=".ASPXAUTH", platform=platform)
+
+
+#: Session factories by platform name, for platforms whose package exposes none.
+SESSION_AUTH_FACTORIES: dict[str, SessionAuthFactory] = {
+    "sage-intacct": _intacct_session,
+    "acumatica": _acumatica_session,
+}
+
+
+def session_factory(platform: str) -> SessionAuthFactory:
+    """The ``session_auth`` the platform's package exposes, else the registered one."""
+    from sinks.platforms.registry import get_platform
+
+    with_package: SessionAuthFactory | None = None
+    try:
+        module = type(get_platform(platform)).__module__
+    except ConfigurationError:
+        module = ""
+    for name in (module, module.rpartition(".")[0]):
+        if name:
+            with_package = getattr(importlib.import_module(name), "session_auth", None)
+            if with_package is not None:
+                return with_package
+    factory = SESSION_AUTH_FACTORIES.get(platform)
+    if factory is None:
+        raise ConfigurationError(
+            f"auth kind 'session' is not available for {platform}: its package exposes "
+            "no session_auth factory", platform=platform)
+    return factory
 
 
 def build_executor(
