@@ -4,8 +4,14 @@ Platforms publish per-tenant budgets (QuickBooks 500/min and 10 concurrent per r
 Xero 60/min, 5,000/day and 5 concurrent per organisation). Spending them evenly keeps
 us clear of 429s, which cost a round-trip and, on some platforms, a minute-long
 penalty. Each :class:`~sinks.core.contract.RateWindow` of a platform's
-:class:`~sinks.core.contract.RateLimitPolicy` is one bucket (capacity ``limit``,
-refilled at ``limit / seconds``); a request needs a token from every bucket.
+:class:`~sinks.core.contract.RateLimitPolicy` is one bucket; a request needs a token
+from every bucket. Platforms count calls in *rolling* windows, and a bucket of capacity
+``limit`` refilled at ``limit / seconds`` admits up to twice the limit in one rolling
+window (a full bucket at its start, then the refill). So short windows (up to
+:data:`PACED_WINDOW_S`) are paced instead: capacity 1, refilled at
+``(limit - 1) / seconds``, which keeps any rolling window at or under the limit;
+long windows (a daily quota) keep the full burst, since pacing them would spread a
+day's budget one call at a time.
 A 429's ``Retry-After`` pauses the whole budget.
 
 Two backends behind :class:`RateLimiter`: :class:`InMemoryRateLimiter` (default; one
@@ -58,13 +64,24 @@ def refill(policy: RateLimitPolicy, state: BucketState, now: float) -> BucketSta
     elapsed = max(0.0, now - state.refilled_at)
     tokens = {}
     for window in policy.windows:
+        capacity, rate = bucket_shape(window.limit, window.seconds)
         current = state.tokens.get(window.key)
         if current is None:
-            tokens[window.key] = float(window.limit)
+            tokens[window.key] = capacity
         else:
-            rate = window.limit / window.seconds
-            tokens[window.key] = min(float(window.limit), current + elapsed * rate)
+            tokens[window.key] = min(capacity, current + elapsed * rate)
     return replace(state, tokens=tokens, refilled_at=max(now, state.refilled_at))
+
+
+#: Windows up to this length are paced (see the module docstring).
+PACED_WINDOW_S = 300.0
+
+
+def bucket_shape(limit: int, seconds: float) -> tuple[float, float]:
+    """(capacity, refill rate per second) of the bucket standing for a rolling window."""
+    if seconds <= PACED_WINDOW_S and limit > 1:
+        return 1.0, (limit - 1) / seconds
+    return float(limit), limit / seconds
 
 
 def take(
@@ -83,9 +100,10 @@ def take(
     for window in policy.windows:
         missing = n - state.tokens[window.key]
         if missing > 1e-9:
-            if n > window.limit:
-                raise ValueError(f"cannot take {n} tokens from a bucket of {window.limit}")
-            wait = max(wait, missing * window.seconds / window.limit)
+            capacity, rate = bucket_shape(window.limit, window.seconds)
+            if n > capacity:
+                raise ValueError(f"cannot take {n} tokens from a bucket of {capacity:g}")
+            wait = max(wait, missing / rate)
     if wait > 0:
         return state, wait
     tokens = {key: value - n for key, value in state.tokens.items()}

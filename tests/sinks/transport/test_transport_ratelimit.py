@@ -33,22 +33,26 @@ class Clock:
         self.now += seconds
 
 
-def test_bucket_starts_full_then_refills_at_rate() -> None:
+def test_minute_window_is_paced_so_no_rolling_minute_exceeds_the_limit() -> None:
+    """Xero's 60/min is counted over a rolling minute: a full bucket of 60 plus its
+    refill would allow ~119 calls in the first minute. Paced: one call, then one every
+    60/59 s."""
     clock = Clock()
     limiter = InMemoryRateLimiter({"xero": XERO}, clock=clock)
-    assert all(limiter.reserve("xero", "t1") == 0 for _ in range(60))
-    wait = limiter.reserve("xero", "t1")
-    assert wait == pytest.approx(1.0)  # 60/min → one token per second
-    clock.now += 0.5
-    assert limiter.reserve("xero", "t1") == pytest.approx(0.5)
-    clock.now += 0.5
     assert limiter.reserve("xero", "t1") == 0
-    assert limiter.reserve("xero", "t1") == pytest.approx(1.0)
+    wait = limiter.reserve("xero", "t1")
+    assert wait == pytest.approx(60 / 59)
+    clock.now += wait / 2
+    assert limiter.reserve("xero", "t1") == pytest.approx(wait / 2)
+    clock.now += wait / 2
+    assert limiter.reserve("xero", "t1") == 0
     # another tenant has its own budget
     assert limiter.reserve("xero", "t2") == 0
 
 
-def test_daily_window_binds_after_minute_windows_refill() -> None:
+def test_daily_window_keeps_its_burst_and_binds() -> None:
+    """A daily quota is not paced (that would spread it one call per 14 minutes): the
+    minute pacing sets the speed until the day's 100 are spent, then the day binds."""
     policy = RateLimitPolicy((RateWindow(60, 60), RateWindow(100, 86400)))
     state = BucketState(refilled_at=0.0)
     now = 0.0
@@ -61,18 +65,37 @@ def test_daily_window_binds_after_minute_windows_refill() -> None:
                 break
         else:
             granted += 1
-    assert granted == 100  # 60 at once, 40 more over ~40 s, then the day cap
+            last_grant = now
+    assert granted == 100
+    assert last_grant == pytest.approx(99 * 60 / 59, rel=1e-3)  # paced by the minute window
     assert wait > 60
 
 
 def test_refused_request_spends_nothing() -> None:
-    policy = RateLimitPolicy((RateWindow(10, 1), RateWindow(2, 60)))
+    policy = RateLimitPolicy((RateWindow(10, 1), RateWindow(2, 3600)))
     state = BucketState(refilled_at=0.0)
     state, _ = take(policy, state, 0.0)
-    state, _ = take(policy, state, 0.0)
-    state2, wait = take(policy, state, 0.0)
-    assert wait == pytest.approx(30.0)
-    assert state2.tokens["10/1"] == pytest.approx(8.0)
+    state, _ = take(policy, state, 0.2)
+    state2, wait = take(policy, state, 0.4)  # the hourly window (2) is spent
+    assert wait == pytest.approx(1800 - 0.4)
+    assert state2.tokens["10/1"] == pytest.approx(1.0)  # the paced window kept its token
+
+
+@settings(max_examples=50)
+@given(st.lists(st.floats(min_value=0, max_value=3), min_size=1, max_size=300))
+def test_no_rolling_window_ever_exceeds_its_limit(gaps: list[float]) -> None:
+    """The property platforms enforce: in ANY window of ``seconds``, at most ``limit``."""
+    window = RateWindow(10, 2)
+    policy = RateLimitPolicy((window,))
+    state, now, grants = BucketState(refilled_at=0.0), 0.0, []
+    for gap in gaps:
+        now += gap
+        state, wait = take(policy, state, now)
+        if wait == 0:
+            grants.append(now)
+    for i, start in enumerate(grants):
+        inside = [t for t in grants[i:] if t < start + window.seconds]
+        assert len(inside) <= window.limit
 
 
 @settings(max_examples=50)
