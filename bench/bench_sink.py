@@ -1,0 +1,220 @@
+"""Sink benchmark (run by hand): documents/s of one sink process, and rate-limit use.
+
+1. Unthrottled: a QuickBooks sandbox with its limits lifted, served by a SEPARATE
+   process (so the sandbox does not share the sink's GIL); one sink (the production
+   assembly of ``sinks.app.build_runner``: Kafka consumer, PostgreSQL bookkeeping,
+   shared PostgreSQL rate budget, encrypted token store) writes N invoices. Beside it,
+   in the same run: raw httpx POSTs to the same sandbox (a customer create each).
+2. Throttled: QuickBooks (500/min per realm) and Xero (60/min + 5 concurrent per
+   tenant) sandboxes with their documented limits; the sink runs for ``--duration``
+   seconds with more work than the limit allows; we report requests/min achieved
+   against the limit (after a warm-up minute fraction) and the 429s received.
+
+Needs the three endpoint variables (or ``ledgerstream up``). Appends to
+bench/RESULTS.md.
+
+    .venv/bin/python bench/bench_sink.py --documents 1000 --duration 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ledgerstream.endpoints import configured_endpoints  # noqa: E402
+from schemas import examples  # noqa: E402
+from schemas.serde import ledger_entry_serializer, registry_client  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
+from sinks.core.mapping import TenantConfig  # noqa: E402
+
+SERVE = """
+import json, sys, time
+from sinks.sandbox.profiles import start_sandbox
+from sinks.transport.auth import PostgresTokenStore, TokenCipher
+from sinks.transport.db import apply_schema
+from pydantic import SecretStr
+platform, relaxed, dsn, key = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
+tenants = sys.argv[5].split(",")
+apply_schema(dsn)
+store = PostgresTokenStore(dsn, TokenCipher([SecretStr(key)]))
+served = start_sandbox(platform, relaxed_limits=relaxed)
+configs = {t: served.add_tenant(t, store).config.model_dump(mode="json") for t in tenants}
+raw = served.sandbox.issue_tokens(served.tenants[tenants[0]].sandbox_tenant).access_token
+print(json.dumps({"url": served.url, "tenants": configs, "raw_token": raw}), flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def serve_sandbox(platform: str, relaxed: bool, dsn: str, key: str, tenants: list[str]
+                  ) -> tuple[subprocess.Popen[str], dict]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, platform, "1" if relaxed else "0", dsn, key,
+         ",".join(tenants)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def produce_invoices(bootstrap: str, registry_url: str, topic: str, tenants: list[str],
+                     n: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 12, 1)])[topic].result(30)
+    serialize = ledger_entry_serializer(registry_client(registry_url))
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(n):
+        tenant = tenants[i % len(tenants)]
+        event = examples.sample_invoice_event(tenant=tenant, invoice_id=f"b{i}",
+                                              customer_id=f"c{i % 50}")
+        entry = examples.sample_ledger_entry(event)
+        producer.produce(topic, key=f"{tenant}:c{i % 50}".encode(),
+                         value=serialize(entry, SerializationContext(topic, MessageField.VALUE)))
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+
+
+def counter(name: str, **labels: str) -> float:
+    total = 0.0
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
+             stop_after_docs: int | None = None, duration_s: float | None = None
+             ) -> tuple[float, int]:
+    from sinks.app import build_runner
+    from sinks.core.settings import SinkSettings
+
+    endpoints = configured_endpoints()
+    settings = SinkSettings(platform=platform,
+                            kafka_bootstrap_servers=endpoints.kafka_bootstrap,
+                            schema_registry_url=endpoints.schema_registry_url,
+                            database_url=dsn, topic_suffix=topic_suffix, batch_size=500)
+    configs = {t: TenantConfig.model_validate({**c, "tenant_id": t}) for t, c in tenants.items()}
+    runner = build_runner(settings, tenants=configs)
+    started = time.monotonic()
+
+    def done() -> bool:
+        if duration_s is not None and time.monotonic() - started > duration_s:
+            return True
+        return stop_after_docs is not None and runner.processed >= stop_after_docs
+
+    runner.run(until=done, max_idle_s=30)
+    return time.monotonic() - started, runner.processed
+
+
+def raw_httpx(url_prefix: str, token: str, n: int) -> float:
+    client = httpx.Client(timeout=30)
+    started = time.monotonic()
+    for i in range(n):
+        client.post(f"{url_prefix}/customer", params={"minorversion": "75",
+                                                        "requestid": str(uuid.uuid4())},
+                    json={"DisplayName": f"Raw customer {i}"},
+                    headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+    return time.monotonic() - started
+
+
+def machine() -> str:
+    mem = Path("/proc/meminfo").read_text().split()[1]
+    ram = int(mem) / 1024 / 1024
+    return f"nproc={os.cpu_count()}, RAM={ram:.1f} GiB, Python {sys.version.split()[0]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--skip-throttled", action="store_true")
+    args = parser.parse_args()
+    endpoints = configured_endpoints()
+    from sinks.transport.auth import generate_token_key
+
+    key = generate_token_key()
+    os.environ["LEDGERSTREAM_TRANSPORT_TOKEN_ENCRYPTION_KEY"] = key
+    run = uuid.uuid4().hex[:8]
+    db = f"bench_sink_{run}"
+    with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    info = psycopg.conninfo.conninfo_to_dict(endpoints.database_url)
+    info["dbname"] = db
+    dsn = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v})
+    lines = [f"\n## sink — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
+             f"`bench/bench_sink.py --documents {args.documents} --duration {args.duration:g}`;"
+             f" machine: {machine()}; Kafka, registry, PostgreSQL and the sandbox on the same"
+             f" machine (sandbox in its own process).\n"]
+    procs = []
+    try:
+        # 1. unthrottled
+        tenants = ["b1", "b2", "b3", "b4"]
+        proc, info_ = serve_sandbox("quickbooks-online", True, dsn, key, tenants)
+        procs.append(proc)
+        topics = Topics(suffix=f"benchu{run}")
+        produce_invoices(endpoints.kafka_bootstrap, endpoints.schema_registry_url,
+                         topics.ledger_entries, tenants, args.documents)
+        calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
+        seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix, dsn,
+                                 stop_after_docs=args.documents)
+        calls = counter("ledgerstream_sink_api_latency_seconds_count") - calls_before
+        first = next(iter(info_["tenants"].values()))["connection"]["base_url"]
+        raw_seconds = raw_httpx(first, info_["raw_token"], args.documents)
+        n = args.documents
+        lines += [
+            "| unthrottled (QuickBooks sandbox, limits lifted) | documents | seconds | per s |",
+            "|---|---:|---:|---:|",
+            f"| sink, bookkeeping included ({calls:.0f} API calls) | {docs} | {seconds:.1f} "
+            f"| {docs / seconds:,.0f} |",
+            f"| raw httpx POSTs, same sandbox | {n} | {raw_seconds:.1f} | {n / raw_seconds:,.0f} |",
+            ""]
+        if not args.skip_throttled:
+            lines += ["| throttled | limit (req/min) | achieved (req/min) | share | 429s |",
+                      "|---|---:|---:|---:|---:|"]
+            for platform, limit in (("quickbooks-online", 500), ("xero", 60)):
+                proc, info_ = serve_sandbox(platform, False, dsn, key, ["r1"])
+                procs.append(proc)
+                topics = Topics(suffix=f"bencht{platform[:4]}{run}")
+                work = int(limit * args.duration / 60 * 2)
+                produce_invoices(endpoints.kafka_bootstrap, endpoints.schema_registry_url,
+                                 topics.ledger_entries, ["r1"], work)
+                calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
+                throttled_before = counter("ledgerstream_sink_api_429_total")
+                seconds, _ = run_sink(platform, info_["tenants"], topics.suffix, dsn,
+                                      duration_s=args.duration)
+                calls = counter("ledgerstream_sink_api_latency_seconds_count") - calls_before
+                throttled = counter("ledgerstream_sink_api_429_total") - throttled_before
+                achieved = calls / seconds * 60
+                lines.append(f"| {platform} | {limit} | {achieved:.1f} | {achieved / limit:.0%} "
+                             f"| {throttled:.0f} |")
+            lines.append("\nThe throttled share counts the whole run including the first seconds"
+                         " (token bucket full at start, so the first minute may exceed the"
+                         " steady rate).")
+    finally:
+        for proc in procs:
+            proc.kill()
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(ROOT / "bench" / "RESULTS.md", "a") as out:
+        out.write(text)
+
+
+if __name__ == "__main__":
+    main()
