@@ -646,8 +646,9 @@ def refund_credit(run: Run, refund: Payment, amount: Decimal, original: str
     if available < need:
         raise UnsupportedEventError(
             f"refund {refund.number} pays back {need} {refund.currency} of customer "
-            f"{refund.customer_id}'s unapplied credit, but Xero holds only {available} of "
-            f"it as overpayments; record the money as credit in the CRM first",
+            f"{refund.customer_id}'s unapplied credit, but Xero holds only "
+            f"{round_money(available)} of it as overpayments; record the money as credit "
+            f"in the CRM first",
             platform=NAME)
     account = run.mapping.deposit_account(refund.method.value)
     n = len(done)
