@@ -145,3 +145,41 @@ def test_webhooks_readyz_is_503_before_the_lifespan_started() -> None:
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["checks"] == {"app": "starting"}
+
+
+def test_sink_readiness_needs_an_assignment_and_postgres() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from sinks.app import sink_readiness
+
+    runner = SimpleNamespace(stop_event=threading.Event(),
+                             claim=SimpleNamespace(expected={}))
+    readiness = sink_readiness(runner, "postgresql://nobody@127.0.0.1:1/none")  # type: ignore[arg-type]
+    result = readiness.evaluate()
+    assert not result.ready
+    assert result.checks["kafka_assignment"] == "no partitions assigned"
+    assert result.checks["postgres"] != "ok"
+    runner.claim.expected[("ledger.entries", 0)] = 41
+    readiness.add("postgres", lambda: True)
+    assert readiness.evaluate().ready
+    runner.stop_event.set()
+    readiness.add("postgres", lambda: True)  # drop the cached answer
+    assert readiness.evaluate().checks["kafka_assignment"] == "stopping"
+
+
+def test_processor_readiness_follows_the_faust_app() -> None:
+    from types import SimpleNamespace
+
+    from stream_processors.runner import processor_readiness
+
+    app = SimpleNamespace(crash_reason=None, started=False, rebalancing=False)
+    readiness = processor_readiness(app)  # type: ignore[arg-type]
+    readiness._ttl_s = 0
+    assert readiness.evaluate().checks == {"faust": "starting"}
+    app.started, app.rebalancing = True, True
+    assert readiness.evaluate().checks == {"faust": "rebalancing"}
+    app.rebalancing = False
+    assert readiness.evaluate().ready
+    app.crash_reason = RuntimeError("x")
+    assert not readiness.evaluate().ready
