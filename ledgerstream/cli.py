@@ -23,11 +23,11 @@ _LOG_FORMAT = click.option("--log-format", type=click.Choice(["json", "text"]), 
                            show_default=True, help="Log lines as JSON objects or plain text.")
 
 
-def _logging(component: str, log_format: str) -> None:
+def _logging(component: str, log_format: str, level: str = "INFO") -> None:
     """Structured logs for a long-running runtime, credentials masked."""
     from ledgerstream.observability.logging import setup_logging
 
-    setup_logging(component, json_format=log_format == "json")
+    setup_logging(component, level=level, json_format=log_format == "json")
 
 
 @click.group()
@@ -293,8 +293,10 @@ def process(**opts: Any) -> None:
     from stream_processors.settings import ProcessorSettings
 
     _endpoint_env()
-    _logging("processor", opts.pop("log_format"))
-    run_processor(ProcessorSettings(**_given(**opts)))
+    log_format = opts.pop("log_format")
+    settings = ProcessorSettings(**_given(**opts))
+    _logging("processor", log_format, level=settings.log_level)
+    run_processor(settings)
 
 
 def _endpoint_env() -> None:
