@@ -54,6 +54,7 @@ from stream_processors.engine import (
     customer_entry,
     process_financial_event,
 )
+from stream_processors.eos import install_commit_flush
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.pending import (
     ParkedEvent,
@@ -92,6 +93,8 @@ class LedgerProcessor:
         self.names = settings.topics
         self.metrics = metrics or ProcessorMetrics()
         self.eos = settings.processing_guarantee == "exactly_once"
+        if self.eos:
+            install_commit_flush()
         self.registry = registry or serde.registry_client(settings.schema_registry_url)
         n = self.names
         reg, auto = self.registry, settings.auto_register_schemas

@@ -16,17 +16,30 @@ integration tests and the report in ``bench/RESULTS.md``):
    *from* the persisted offset, it never undoes). Kafka Streams wipes local state
    after an unclean EOS shutdown; :func:`prepare_state_dir` does the same, so the
    tables are rebuilt from the committed changelog.
-3. Independently of both, the state is idempotent by construction (documents by
+3. **Changelog writes can slip into the next transaction.** Table writes are queued
+   in faust's ``ProducerBuffer`` (``send_soon``) and handed to the transactional
+   producer by a background task; on the exactly_once path ``Consumer._commit_offsets``
+   commits the transaction *without* draining that buffer (the at_least_once path
+   does flush). Records still queued land in the next transaction; a crash before it
+   commits aborts them while the input offsets are already committed — lost state.
+   Seen in the SIGKILL test as a customer whose ledger restarted from nothing.
+   :func:`install_commit_flush` drains the buffer before every transaction commit.
+4. Independently of all three, the state is idempotent by construction (documents by
    version, a bounded event-id window), so a replay that does slip through changes
    no balance; ``ledger.entries`` consumers dedupe by ``event.event_id``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any, cast
+
+from faust.transport.consumer import TransactionManager
+from faust.transport.producer import ProducerBuffer
 
 log = logging.getLogger(__name__)
 MARKER = "RUNNING"
@@ -58,3 +71,39 @@ def prepare_state_dir(datadir: Path, *, wipe_if_unclean: bool) -> bool:
 
 def mark_clean(datadir: Path) -> None:
     (datadir / MARKER).unlink(missing_ok=True)
+
+
+_ORIGINAL_COMMIT = TransactionManager.commit
+_ORIGINAL_SEND_PENDING = ProducerBuffer._send_pending
+_IN_FLIGHT: dict[int, int] = {}
+
+
+async def _tracked_send_pending(self: ProducerBuffer, fut: Any) -> None:
+    # the buffer's drain task takes a record off the queue *before* handing it to the
+    # transactional producer, so ``buffer.size == 0`` does not mean "all handed over"
+    _IN_FLIGHT[id(self)] = _IN_FLIGHT.get(id(self), 0) + 1
+    try:
+        await _ORIGINAL_SEND_PENDING(self, fut)
+    finally:
+        _IN_FLIGHT[id(self)] -= 1
+
+
+async def drain_buffer(buffer: ProducerBuffer) -> None:
+    """Wait until every queued changelog record has reached the transactional producer."""
+    while buffer.size or _IN_FLIGHT.get(id(buffer), 0):
+        await buffer.flush()
+        await asyncio.sleep(0)
+
+
+async def _commit_after_flush(
+    self: TransactionManager, offsets: Any, start_new_transaction: bool = True
+) -> bool:
+    # every changelog record queued so far belongs to the transaction being committed
+    await drain_buffer(cast(ProducerBuffer, self.app.producer.buffer))
+    return await _ORIGINAL_COMMIT(self, offsets, start_new_transaction=start_new_transaction)
+
+
+def install_commit_flush() -> None:
+    """Patch faust (process-wide, idempotent): see point 3."""
+    ProducerBuffer._send_pending = _tracked_send_pending  # type: ignore[method-assign]
+    TransactionManager.commit = _commit_after_flush  # type: ignore[method-assign]

@@ -211,6 +211,18 @@ class Worker:
                 return self.proc.wait(10)
         return self.proc.returncode
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until this incarnation has restored its tables (faust's signal
+        handlers are in place from then on, so SIGTERM means a clean stop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path.read_text(errors="replace").count("Restore complete!") >= self.starts:
+                return
+            if not self.alive:
+                raise AssertionError("worker died")
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready within {timeout}s")
+
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -148,6 +148,7 @@ def test_sigkill_at_random_points_never_double_counts(
                 w.start()
         wait_until_consumed(kafka_bootstrap, names.processor_app_id, inputs, 300,
                             alive=lambda: w.alive)
+        w.wait_ready()
         assert w.stop() == 0
     assert kills == 8
     assert assert_balances_match(kafka_bootstrap, schema_registry_url, names, events) > 30
