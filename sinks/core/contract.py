@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
-from sinks.core.errors import AlreadyAppliedError, SinkError, classify_http
+from sinks.core.errors import AlreadyAppliedError, ConfigurationError, SinkError, classify_http
 
 if TYPE_CHECKING:
-    from sinks.core.mapping import TenantConfig
+    from sinks.core.mapping import TenantConfig, TenantMapping
 
 __all__ = [
     "Flow",
@@ -266,6 +266,7 @@ class SinkContext:
 
 
 T = TypeVar("T")
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 #: A write flow: yields requests, receives responses, returns a result.
 Flow: TypeAlias = Generator[PlatformRequest, PlatformResponse, T]
@@ -314,6 +315,32 @@ class Platform(ABC):
         """A flow that looks up a document by our reference, or ``None`` if the
         platform cannot (or need not, having idempotency keys) search."""
         return None
+
+    # ------------------------------------------------------------------ tenant lookups
+
+    @classmethod
+    def tenant_config(cls, context: SinkContext) -> TenantConfig:
+        """The context's tenant configuration; a :class:`ConfigurationError` if absent."""
+        if context.tenant is None:
+            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
+                                     platform=cls.spec.name)
+        return context.tenant
+
+    @classmethod
+    def tenant_settings(cls, context: SinkContext, model: type[SettingsT]) -> SettingsT:
+        """The tenant's platform settings as ``model`` (``context.settings`` if it is
+        one already)."""
+        if isinstance(context.settings, model):
+            return context.settings
+        return cls.tenant_config(context).platform_settings(model)
+
+    @classmethod
+    def tenant_mapping(cls, context: SinkContext) -> TenantMapping:
+        """The tenant's mapping; a :class:`ConfigurationError` if there is no tenant."""
+        if context.tenant is None:
+            raise ConfigurationError(f"tenant {context.tenant_id!r} has no mapping",
+                                     platform=cls.spec.name)
+        return context.tenant.mapping
 
 
 class FlowRunner:

@@ -87,7 +87,6 @@ from sinks.core.errors import (
     UnsupportedEventError,
     parse_retry_after,
 )
-from sinks.core.mapping import TenantConfig
 from sinks.platforms.acumatica import mapping as m
 from sinks.platforms.registry import register
 from sinks.transport.session_rest import (
@@ -219,17 +218,6 @@ class Acumatica(Platform):
 
     # ------------------------------------------------------------------ helpers
 
-    def _tenant(self, context: SinkContext) -> TenantConfig:
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=NAME)
-        return context.tenant
-
-    def _settings(self, context: SinkContext) -> AcumaticaSettings:
-        if isinstance(context.settings, AcumaticaSettings):
-            return context.settings
-        return self._tenant(context).platform_settings(AcumaticaSettings)
-
     @staticmethod
     def _request(method: str, path: str, purpose: str, *, json: Any = None,
                  query: dict[str, str] | None = None, accept: frozenset[int] = frozenset()
@@ -337,8 +325,8 @@ class Acumatica(Platform):
     # ------------------------------------------------------------------ customers
 
     def _customer_key(self, customer_id: str, context: SinkContext) -> str:
-        return m.customer_key(customer_id, self._settings(context).customer_id_prefix,
-                              _limits())
+        prefix = self.tenant_settings(context, AcumaticaSettings).customer_id_prefix
+        return m.customer_key(customer_id, prefix, _limits())
 
     def _customer_id(self, entry: LedgerEntry, customer_id: str, context: SinkContext
                      ) -> Flow[str]:
@@ -355,7 +343,7 @@ class Acumatica(Platform):
         return str(record["CustomerID"])
 
     def _customer_body(self, customer: Customer, context: SinkContext) -> dict[str, Any]:
-        settings = self._settings(context)
+        settings = self.tenant_settings(context, AcumaticaSettings)
         return m.customer_body(customer, self._customer_key(customer.id, context),
                                settings.customer_class, _limits())
 
@@ -383,7 +371,7 @@ class Acumatica(Platform):
         return bool(entry.customer is not None and entry.customer.tax_exempt)
 
     def _taxes(self, context: SinkContext) -> m.Taxes:
-        settings = self._settings(context)
+        settings = self.tenant_settings(context, AcumaticaSettings)
         return m.Taxes(settings.taxable_category, settings.exempt_category)
 
     def _invoice_write(self, entry: LedgerEntry, context: SinkContext) -> Flow[WriteResult]:
@@ -392,7 +380,7 @@ class Acumatica(Platform):
             return (yield from self._invoice_delete(entry, context))
         customer = yield from self._customer_id(entry, invoice.customer_id, context)
         related = {f"customer:{invoice.customer_id}": customer}
-        mapping = self._tenant(context).mapping
+        mapping = self.tenant_config(context).mapping
         key = f"invoice:{invoice.id}"
         known = context.external_ids.get(key)
         current = (yield from self._get("Invoice", known, "get invoice")) if known else (
@@ -482,7 +470,7 @@ class Acumatica(Platform):
         return out
 
     def _method(self, context: SinkContext, method: PaymentMethod) -> str:
-        methods = self._settings(context).payment_methods
+        methods = self.tenant_settings(context, AcumaticaSettings).payment_methods
         if method.value not in methods:
             raise ConfigurationError(
                 f"tenant {context.tenant_id!r} has no Acumatica payment method for "
@@ -505,12 +493,13 @@ class Acumatica(Platform):
         if current is not None:
             yield from self._release("Payment", "ReleasePayment", current)
             return self._result(current, already_applied=True, related=related)
-        mapping = self._tenant(context).mapping
+        mapping = self.tenant_config(context).mapping
         applications = yield from self._applications(context, payment)
+        fee_entry_type = self.tenant_settings(context, AcumaticaSettings).fee_entry_type
         body = m.payment_body(
             payment, customer, mapping.deposit_account(payment.method.value),
             self._method(context, payment.method), applications,
-            limits=_limits(), fee_entry_type=self._settings(context).fee_entry_type)
+            limits=_limits(), fee_entry_type=fee_entry_type)
         notes: list[str] = []
         record = yield from self._put_for_customer("Payment", body, f"create {doc_type.lower()}",
                                                    entry, payment.customer_id, customer, notes)
@@ -555,7 +544,7 @@ class Acumatica(Platform):
                 "not edited by this sink", platform=NAME)
         notes: list[str] = []
         if current is None:
-            body = m.document_body(note, customer, self._tenant(context).mapping,
+            body = m.document_body(note, customer, self.tenant_config(context).mapping,
                                    self._taxes(context), exempt=self._exempt(entry),
                                    limits=_limits())
             current = yield from self._put_for_customer("Invoice", body, "create credit memo",
@@ -583,7 +572,7 @@ class Acumatica(Platform):
         elif note.disposition is CreditDisposition.REFUNDED and untouched:
             refund = yield from self._find("Payment", m.REFUND, "ExternalRef", note.id)
             if refund is None:
-                mapping = self._tenant(context).mapping
+                mapping = self.tenant_config(context).mapping
                 refund = yield from self._put("Payment", {
                     "Type": m.REFUND, "CustomerID": customer,
                     "PaymentMethod": self._method(context, PaymentMethod.OTHER),

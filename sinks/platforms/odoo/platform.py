@@ -75,7 +75,6 @@ from sinks.core.contract import (
     WriteResult,
 )
 from sinks.core.errors import (
-    ConfigurationError,
     PayloadRejectedError,
     ReferenceMissingError,
     SinkError,
@@ -107,22 +106,6 @@ class Odoo(Platform):
     spec = SPEC
 
     # ------------------------------------------------------------------ plumbing-free helpers
-
-    @staticmethod
-    def settings(context: SinkContext) -> OdooSettings:
-        if isinstance(context.settings, OdooSettings):
-            return context.settings
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=SPEC.name)
-        return context.tenant.platform_settings(OdooSettings)
-
-    @staticmethod
-    def mapping(context: SinkContext) -> TenantMapping:
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no mapping",
-                                     platform=SPEC.name)
-        return context.tenant.mapping
 
     def classify_error(self, response: PlatformResponse) -> SinkError | None:
         return odoo_error(response)
@@ -165,7 +148,7 @@ class Odoo(Platform):
                 "Odoo taxes are account.tax records configured in Odoo and mapped per tenant "
                 "(mapping.tax_codes); ledgerstream does not create or change them",
                 platform=SPEC.name)
-        s = self.settings(context)
+        s = self.tenant_settings(context, OdooSettings)
         payload = event.payload
         if kind is AggregateType.CUSTOMER:
             if event.op is Op.DELETE:
@@ -321,7 +304,7 @@ class Odoo(Platform):
         is_invoice = isinstance(doc, Invoice)
         kind, move_type = ("invoice", "out_invoice") if is_invoice else ("credit_note",
                                                                          "out_refund")
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         notes = Notes()
         reversed_id = None
         if isinstance(doc, CreditNote) and doc.invoice_id:
@@ -523,7 +506,7 @@ class Odoo(Platform):
 
     def _write_payment(self, entry: LedgerEntry, payment: Payment, context: SinkContext,
                        s: OdooSettings) -> Flow[WriteResult]:
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         notes = Notes()
         targets = [(self._known(context, "invoice", a.invoice_id), a.amount)
                    for a in payment.allocations if a.amount > 0]
@@ -555,7 +538,7 @@ class Odoo(Platform):
         if refund.refund_of is None:
             raise PayloadRejectedError(f"refund {refund.number} names no original payment",
                                        platform=SPEC.name)
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         notes = Notes()
         original = self._known(context, "payment", refund.refund_of)
         reopen = [self._known(context, "invoice", a.invoice_id)

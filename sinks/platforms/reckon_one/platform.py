@@ -63,13 +63,11 @@ from sinks.core.contract import (
     WriteResult,
 )
 from sinks.core.errors import (
-    ConfigurationError,
     PayloadRejectedError,
     ReferenceMissingError,
     SinkError,
     UnsupportedEventError,
 )
-from sinks.core.mapping import TenantMapping
 from sinks.platforms.common.money import from_wire
 from sinks.platforms.reckon_one import mapping as m
 from sinks.platforms.reckon_one.errors import reckon_error
@@ -107,22 +105,6 @@ class ReckonOne(Platform):
     spec = SPEC
 
     # ------------------------------------------------------------------ helpers
-
-    @staticmethod
-    def settings(context: SinkContext) -> ReckonOneSettings:
-        if isinstance(context.settings, ReckonOneSettings):
-            return context.settings
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=SPEC.name)
-        return context.tenant.platform_settings(ReckonOneSettings)
-
-    @staticmethod
-    def mapping(context: SinkContext) -> TenantMapping:
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no mapping",
-                                     platform=SPEC.name)
-        return context.tenant.mapping
 
     @staticmethod
     def request(method: str, path: str, purpose: str, settings: ReckonOneSettings, *,
@@ -197,7 +179,7 @@ class ReckonOne(Platform):
                 f"credit note {payload.number} was refunded in cash: Reckon One API v2 has "
                 "no customer-refund endpoint to pay a credit note out; record it by hand",
                 platform=SPEC.name)
-        settings = self.settings(context)
+        settings = self.tenant_settings(context, ReckonOneSettings)
         if kind is AggregateType.CUSTOMER:
             if event.op is Op.DELETE:
                 return self._deactivate(event.aggregate_id, context, settings)
@@ -224,7 +206,7 @@ class ReckonOne(Platform):
     def find_by_reference(self, reference: str,
                           context: SinkContext) -> Flow[WriteResult | None] | None:
         """Find an invoice by its ``reference`` (the CRM invoice number)."""
-        settings = self.settings(context)
+        settings = self.tenant_settings(context, ReckonOneSettings)
         wanted = m.reference("invoice", reference)
 
         def flow() -> Flow[WriteResult | None]:
@@ -381,7 +363,7 @@ class ReckonOne(Platform):
 
     def _write_invoice(self, entry: LedgerEntry, invoice: Invoice, context: SinkContext,
                        settings: ReckonOneSettings) -> Flow[WriteResult]:
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         customer_id, related = yield from self._customer(entry, invoice.customer_id, context,
                                                          settings)
         body = m.invoice_body(invoice, customer_id, entry.customer, mapping, settings)
@@ -439,7 +421,7 @@ class ReckonOne(Platform):
 
     def _write_receipt(self, entry: LedgerEntry, payment: Payment, context: SinkContext,
                        settings: ReckonOneSettings) -> Flow[WriteResult]:
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         targets = []
         for allocation in payment.allocations:
             if allocation.amount <= 0:
@@ -495,7 +477,7 @@ class ReckonOne(Platform):
 
     def _write_credit_note(self, entry: LedgerEntry, note: CreditNote, context: SinkContext,
                            settings: ReckonOneSettings) -> Flow[WriteResult]:
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         targets = []
         for allocation in note.allocations:
             if allocation.amount <= 0:

@@ -71,7 +71,6 @@ from sinks.core.errors import (
     UnsupportedEventError,
     parse_retry_after,
 )
-from sinks.core.mapping import TenantConfig
 from sinks.platforms.registry import register
 from sinks.platforms.sage_accounting import mapping as m
 from sinks.transport.session_rest import error_entries, hex_key, lookup_one, unwrap, wrap
@@ -153,22 +152,11 @@ class SageAccounting(Platform):
 
     # ------------------------------------------------------------------ helpers
 
-    def _tenant(self, context: SinkContext) -> TenantConfig:
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=NAME)
-        return context.tenant
-
-    def _settings(self, context: SinkContext) -> SageSettings:
-        if isinstance(context.settings, SageSettings):
-            return context.settings
-        return self._tenant(context).platform_settings(SageSettings)
-
     def _request(self, context: SinkContext, method: str, path: str, purpose: str, *,
                  json: Any = None, query: dict[str, str] | None = None,
                  key: str | None = None, accept: frozenset[int] = frozenset()
                  ) -> PlatformRequest:
-        settings = self._settings(context)
+        settings = self.tenant_settings(context, SageSettings)
         return PlatformRequest(method, path, purpose, query=query or {},
                                headers={"X-Business": settings.business_id,
                                         "Accept": "application/json"},
@@ -223,7 +211,7 @@ class SageAccounting(Platform):
             raise ReferenceMissingError(
                 f"customer {customer_id!r} is not in Sage and the entry carries no snapshot "
                 "to create it from", platform=NAME)
-        tenant = self._tenant(context)
+        tenant = self.tenant_config(context)
         if not tenant.mapping.customer_matching.create_missing:
             raise ReferenceMissingError(
                 f"customer {customer_id!r} has no Sage contact and create_missing is off",
@@ -266,7 +254,7 @@ class SageAccounting(Platform):
             return (yield from self._void(context, "sales_invoices", known, "invoice_number"))
         contact_id = yield from self._contact_id(entry, invoice.customer_id, context)
         related = {f"customer:{invoice.customer_id}": contact_id}
-        tenant = self._tenant(context)
+        tenant = self.tenant_config(context)
         body = m.invoice_body(invoice, contact_id, tenant.mapping, exempt=self._exempt(entry),
                               limits=_limits())
         if known:
@@ -322,7 +310,7 @@ class SageAccounting(Platform):
                 f"{current.get(number_field)} has payments or credit allocated; Sage voids "
                 "only unallocated documents: remove the allocations in Sage (the money then "
                 "stays on account) and replay the event", platform=NAME)
-        reason = self._settings(context).void_reason
+        reason = self.tenant_settings(context, SageSettings).void_reason
         response = yield self._request(context, "DELETE", f"/{collection}/{known}",
                                        f"void {collection}", query={"void_reason": reason})
         record = unwrap(response) if response.body else {**current, "void_reason": reason}
@@ -375,7 +363,7 @@ class SageAccounting(Platform):
     def _payment_create(self, entry: LedgerEntry, context: SinkContext) -> Flow[WriteResult]:
         payment: Payment = entry.event.payload
         key = f"payment:{payment.id}"
-        mapping = self._tenant(context).mapping
+        mapping = self.tenant_config(context).mapping
         bank = mapping.deposit_account(payment.method.value)
         contact_id = yield from self._contact_id(entry, payment.customer_id, context)
         known = context.external_ids.get(key)
@@ -433,7 +421,7 @@ class SageAccounting(Platform):
             raise UnsupportedEventError(
                 f"credit note {note.number} is already in Sage; issued credit notes are not "
                 "edited by this sink (void it and issue a new one)", platform=NAME)
-        mapping = self._tenant(context).mapping
+        mapping = self.tenant_config(context).mapping
         contact_id = yield from self._contact_id(entry, note.customer_id, context)
         related = {f"customer:{note.customer_id}": contact_id}
         body = m.credit_note_body(note, contact_id, mapping, exempt=self._exempt(entry),

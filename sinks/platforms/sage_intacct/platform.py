@@ -59,13 +59,11 @@ from sinks.core.contract import (
     WriteResult,
 )
 from sinks.core.errors import (
-    ConfigurationError,
     PayloadRejectedError,
     ReferenceMissingError,
     SinkError,
     UnsupportedEventError,
 )
-from sinks.core.mapping import TenantMapping
 from sinks.platforms.registry import register
 from sinks.platforms.sage_intacct import mapping as m
 from sinks.platforms.sage_intacct.errors import (
@@ -93,22 +91,6 @@ class SageIntacct(Platform):
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def settings(context: SinkContext) -> SageIntacctSettings:
-        if isinstance(context.settings, SageIntacctSettings):
-            return context.settings
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=SPEC.name)
-        return context.tenant.platform_settings(SageIntacctSettings)
-
-    @staticmethod
-    def mapping(context: SinkContext) -> TenantMapping:
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no mapping",
-                                     platform=SPEC.name)
-        return context.tenant.mapping
-
     def classify_error(self, response: PlatformResponse) -> SinkError | None:
         return intacct_error(response)
 
@@ -116,7 +98,7 @@ class SageIntacct(Platform):
               step: str, *, write: bool, allow: frozenset[str] = frozenset()) -> Step:
         """Send one function; return ``(parsed answer, handled kind or None)``. A write
         is unique by controlid; an answer the caller did not ``allow`` is raised."""
-        settings = self.settings(context)
+        settings = self.tenant_settings(context, SageIntacctSettings)
         control_id = context.key_for(SPEC.name, step if write else f"read:{step}")
         root = envelope(function, sender_id=settings.sender_id, control_id=control_id,
                         unique=write)
@@ -260,7 +242,8 @@ class SageIntacct(Platform):
 
     def _write_invoice(self, entry: LedgerEntry, invoice: Invoice,
                        context: SinkContext) -> Flow[WriteResult]:
-        mapping, settings = self.mapping(context), self.settings(context)
+        mapping = self.tenant_mapping(context)
+        settings = self.tenant_settings(context, SageIntacctSettings)
         _, related = yield from self._customer(entry, invoice.customer_id, context)
         exempt = bool(isinstance(entry.customer, Customer) and entry.customer.tax_exempt)
         notes: list[str] = []
@@ -337,7 +320,8 @@ class SageIntacct(Platform):
                     "Sage Intacct AR payments cannot be edited once posted; reverse and "
                     "re-enter it in Intacct", platform=SPEC.name)
             return WriteResult(known, already_applied=True)
-        mapping, settings = self.mapping(context), self.settings(context)
+        mapping = self.tenant_mapping(context)
+        settings = self.tenant_settings(context, SageIntacctSettings)
         targets = [(self._known(context, "invoice", a.invoice_id), a.amount)
                    for a in payment.allocations if a.amount > 0]
         _, related = yield from self._customer(entry, payment.customer_id, context)
@@ -399,7 +383,8 @@ class SageIntacct(Platform):
             raise UnsupportedEventError(
                 "a Sage Intacct AR adjustment applies to one invoice; credit note "
                 f"{note.number} is allocated to {len(allocations)}", platform=SPEC.name)
-        mapping, settings = self.mapping(context), self.settings(context)
+        mapping = self.tenant_mapping(context)
+        settings = self.tenant_settings(context, SageIntacctSettings)
         applied_to = None
         if allocations:
             key = self._known(context, "invoice", allocations[0].invoice_id)

@@ -56,13 +56,11 @@ from sinks.core.contract import (
     WriteResult,
 )
 from sinks.core.errors import (
-    ConfigurationError,
     PayloadRejectedError,
     ReferenceMissingError,
     SinkError,
     UnsupportedEventError,
 )
-from sinks.core.mapping import TenantMapping
 from sinks.platforms.registry import register
 from sinks.platforms.zoho_books import mapping as m
 from sinks.platforms.zoho_books.errors import zoho_error
@@ -80,22 +78,6 @@ class ZohoBooks(Platform):
     spec = SPEC
 
     # ------------------------------------------------------------------ plumbing-free helpers
-
-    @staticmethod
-    def settings(context: SinkContext) -> ZohoBooksSettings:
-        if isinstance(context.settings, ZohoBooksSettings):
-            return context.settings
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=SPEC.name)
-        return context.tenant.platform_settings(ZohoBooksSettings)
-
-    @staticmethod
-    def mapping(context: SinkContext) -> TenantMapping:
-        if context.tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no mapping",
-                                     platform=SPEC.name)
-        return context.tenant.mapping
 
     @staticmethod
     def request(method: str, path: str, purpose: str, settings: ZohoBooksSettings, *,
@@ -167,7 +149,7 @@ class ZohoBooks(Platform):
                 "Zoho Books taxes are configured in Zoho and mapped per tenant "
                 "(mapping.tax_codes); ledgerstream does not create or change tax rates",
                 platform=SPEC.name)
-        settings = self.settings(context)
+        settings = self.tenant_settings(context, ZohoBooksSettings)
         if kind is AggregateType.CUSTOMER:
             if event.op is Op.DELETE:
                 return self._deactivate(event.aggregate_id, context, settings)
@@ -256,7 +238,7 @@ class ZohoBooks(Platform):
     def _write_invoice(self, entry: LedgerEntry, invoice: Any, context: SinkContext,
                        settings: ZohoBooksSettings) -> Flow[WriteResult]:
         assert isinstance(invoice, Invoice)
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         contact_id, related = yield from self._contact(entry, invoice.customer_id, context,
                                                        settings)
         body = m.invoice_body(invoice, contact_id, entry.customer, mapping, settings)
@@ -307,7 +289,7 @@ class ZohoBooks(Platform):
 
     def _write_payment(self, entry: LedgerEntry, payment: Payment, context: SinkContext,
                        settings: ZohoBooksSettings) -> Flow[WriteResult]:
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         reference = m.SPEC.truncate("payment.reference_number", payment.number)
         targets = [(self._known(context, "invoice", a.invoice_id), a.amount)
                    for a in payment.allocations if a.amount > 0]
@@ -385,7 +367,7 @@ class ZohoBooks(Platform):
         original = self._known(context, "payment", refund.refund_of)
         reopen = [(self._known(context, "invoice", a.invoice_id), a.amount)
                   for a in refund.allocations if a.amount > 0]
-        body = m.payment_refund_body(refund, self.mapping(context))
+        body = m.payment_refund_body(refund, self.tenant_mapping(context))
         listing = yield self.request("GET", f"/customerpayments/{original}/refunds",
                                      "list payment refunds", settings)
         for existing in listing.json().get("payment_refunds", []):
@@ -417,7 +399,7 @@ class ZohoBooks(Platform):
 
     def _write_credit_note(self, entry: LedgerEntry, note: CreditNote, context: SinkContext,
                            settings: ZohoBooksSettings) -> Flow[WriteResult]:
-        mapping = self.mapping(context)
+        mapping = self.tenant_mapping(context)
         targets = {a.invoice_id: self._known(context, "invoice", a.invoice_id)
                    for a in note.allocations if a.amount > 0}
         contact_id, related = yield from self._contact(entry, note.customer_id, context,
