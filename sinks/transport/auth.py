@@ -483,6 +483,78 @@ class PostgresTokenStore(TokenStore):
 _GRANT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 
 
+def _token_endpoint_request(
+    token_url: str,
+    form: dict[str, str],
+    *,
+    client_id: str,
+    client_secret: SecretStr,
+    client_auth: Literal["basic", "body"],
+    purpose: str,
+) -> PlatformRequest:
+    """A form-encoded token-endpoint POST, the client authenticated per ``client_auth``
+    (HTTP Basic or ``client_id``/``client_secret`` in the body)."""
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Accept": "application/json",
+    }
+    secret = client_secret.get_secret_value()
+    if client_auth == "basic":
+        pair = f"{_pct(client_id)}:{_pct(secret)}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    else:
+        form |= {"client_id": client_id, "client_secret": secret}
+    return PlatformRequest(
+        "POST",
+        token_url,
+        purpose=purpose,
+        headers=headers,
+        content=urllib.parse.urlencode(form).encode(),
+    )
+
+
+def _token_payload(
+    response: PlatformResponse,
+    *,
+    platform: str,
+    fatal_codes: frozenset[str],
+    what: str,
+    remedy: str,
+) -> dict[str, Any]:
+    """The JSON object of a successful token-endpoint response, or the error it stands
+    for: a refusal (a ``fatal_codes`` error or 401) or a non-retryable failure is a
+    :class:`ConfigurationError` starting with ``what``; retryable failures are raised
+    as classified."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status in (400, 401) and isinstance(payload, dict):
+        code = str(payload.get("error", ""))
+        if code in fatal_codes or response.status == 401:
+            raise ConfigurationError(
+                f"{what} refused: {payload.get('error_description') or code}; {remedy}",
+                platform=platform,
+                vendor_code=code or None,
+                status=response.status,
+            )
+    error = classify_http(response.status, response.headers, response.body, platform=platform)
+    if error is not None:
+        if error.retryable:
+            raise error
+        raise ConfigurationError(
+            f"{what} failed: {error.reason}",
+            platform=platform,
+            status=response.status,
+        )
+    if not isinstance(payload, dict) or not payload.get("access_token"):
+        raise ConfigurationError(
+            "token endpoint answered without an access_token", platform=platform
+        )
+    return payload
+
+
+
 class OAuth2Auth(Authenticator):
     """Bearer tokens with refresh, for one (platform, tenant).
 
@@ -579,55 +651,24 @@ class OAuth2Auth(Authenticator):
             "grant_type": "refresh_token",
             "refresh_token": current.refresh_token.get_secret_value(),
         }
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
-        secret = self._client_secret.get_secret_value()
-        if self._client_auth == "basic":
-            pair = f"{_pct(self.client_id)}:{_pct(secret)}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        else:
-            form |= {"client_id": self.client_id, "client_secret": secret}
-        return PlatformRequest(
-            "POST",
+        return _token_endpoint_request(
             self.token_url,
+            form,
+            client_id=self.client_id,
+            client_secret=self._client_secret,
+            client_auth=self._client_auth,
             purpose="refresh token",
-            headers=headers,
-            content=urllib.parse.urlencode(form).encode(),
         )
 
     def parse_token_response(self, response: PlatformResponse, current: TokenSet) -> TokenSet:
         """The new grant from a token-endpoint response, or the error it stands for."""
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if response.status in (400, 401) and isinstance(payload, dict):
-            code = str(payload.get("error", ""))
-            if code in _GRANT_ERRORS or response.status == 401:
-                raise ConfigurationError(
-                    f"token refresh for tenant {self.tenant_id!r} refused: "
-                    f"{payload.get('error_description') or code}; reconnect the tenant",
-                    platform=self.platform,
-                    vendor_code=code or None,
-                    status=response.status,
-                )
-        error = classify_http(
-            response.status, response.headers, response.body, platform=self.platform
+        payload = _token_payload(
+            response,
+            platform=self.platform,
+            fatal_codes=_GRANT_ERRORS,
+            what=f"token refresh for tenant {self.tenant_id!r}",
+            remedy="reconnect the tenant",
         )
-        if error is not None:
-            if error.retryable:
-                raise error
-            raise ConfigurationError(
-                f"token refresh for tenant {self.tenant_id!r} failed: {error.reason}",
-                platform=self.platform,
-                status=response.status,
-            )
-        if not isinstance(payload, dict) or not payload.get("access_token"):
-            raise ConfigurationError(
-                "token endpoint answered without an access_token", platform=self.platform
-            )
         known = {"access_token", "refresh_token", "expires_in", "token_type", "scope"}
         expires_in = payload.get("expires_in")
         now = self._clock()
@@ -747,57 +788,25 @@ class ClientCredentialsAuth(Authenticator):
         form = {"grant_type": "client_credentials"}
         if self.scope:
             form["scope"] = self.scope
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
-        secret = self._client_secret.get_secret_value()
-        if self._client_auth == "basic":
-            pair = f"{_pct(self.client_id)}:{_pct(secret)}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        else:
-            form |= {"client_id": self.client_id, "client_secret": secret}
-        return PlatformRequest(
-            "POST",
+        return _token_endpoint_request(
             self.token_url,
+            form,
+            client_id=self.client_id,
+            client_secret=self._client_secret,
+            client_auth=self._client_auth,
             purpose="client credentials token",
-            headers=headers,
-            content=urllib.parse.urlencode(form).encode(),
         )
 
     def parse_token_response(self, response: PlatformResponse) -> tuple[SecretStr, datetime]:
         """The access token and its expiry, or the error the response stands for."""
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
         whose = f"tenant {self.tenant_id!r}" if self.tenant_id else f"client {self.client_id!r}"
-        if response.status in (400, 401) and isinstance(payload, dict):
-            code = str(payload.get("error", ""))
-            if code in _CLIENT_ERRORS or response.status == 401:
-                raise ConfigurationError(
-                    f"client credentials token for {whose} refused: "
-                    f"{payload.get('error_description') or code}; check the app "
-                    "registration (client id, secret, scope, permissions)",
-                    platform=self.platform,
-                    vendor_code=code or None,
-                    status=response.status,
-                )
-        error = classify_http(
-            response.status, response.headers, response.body, platform=self.platform
+        payload = _token_payload(
+            response,
+            platform=self.platform,
+            fatal_codes=_CLIENT_ERRORS,
+            what=f"client credentials token for {whose}",
+            remedy="check the app registration (client id, secret, scope, permissions)",
         )
-        if error is not None:
-            if error.retryable:
-                raise error
-            raise ConfigurationError(
-                f"client credentials token for {whose} failed: {error.reason}",
-                platform=self.platform,
-                status=response.status,
-            )
-        if not isinstance(payload, dict) or not payload.get("access_token"):
-            raise ConfigurationError(
-                "token endpoint answered without an access_token", platform=self.platform
-            )
         lifetime = payload.get("expires_in")
         seconds = float(lifetime) if lifetime is not None else self._default_lifetime
         expires_at = datetime.fromtimestamp(self._clock().timestamp() + seconds, UTC)
