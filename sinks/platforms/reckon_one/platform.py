@@ -38,12 +38,13 @@ customer made inactive in Reckon behind our back is reactivated and the write re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from schemas.models import (
     AggregateType,
+    Allocation,
     CreditDisposition,
     CreditNote,
     Customer,
@@ -139,6 +140,22 @@ class ReckonOne(Platform):
     @staticmethod
     def _known(context: SinkContext, kind: str, crm_id: str) -> str | None:
         return context.external_ids.get(f"{kind}:{crm_id}")
+
+    def _allocation_targets(self, context: SinkContext, allocations: Iterable[Allocation]
+                            ) -> list[tuple[str, Decimal]]:
+        """(Reckon invoice id, amount) of each positive allocation; a
+        :class:`ReferenceMissingError` for an invoice not synced yet."""
+        targets = []
+        for allocation in allocations:
+            if allocation.amount <= 0:
+                continue
+            invoice_id = self._known(context, "invoice", allocation.invoice_id)
+            if invoice_id is None:
+                raise ReferenceMissingError(
+                    f"invoice {allocation.invoice_id!r} has not been synced to Reckon One yet",
+                    platform=SPEC.name)
+            targets.append((invoice_id, allocation.amount))
+        return targets
 
     def _find(self, collection: str, purpose: str, settings: ReckonOneSettings,
               match: Callable[[Record], bool]) -> Step:
@@ -422,16 +439,7 @@ class ReckonOne(Platform):
     def _write_receipt(self, entry: LedgerEntry, payment: Payment, context: SinkContext,
                        settings: ReckonOneSettings) -> Flow[WriteResult]:
         mapping = self.tenant_mapping(context)
-        targets = []
-        for allocation in payment.allocations:
-            if allocation.amount <= 0:
-                continue
-            invoice_id = self._known(context, "invoice", allocation.invoice_id)
-            if invoice_id is None:
-                raise ReferenceMissingError(
-                    f"invoice {allocation.invoice_id!r} has not been synced to Reckon One yet",
-                    platform=SPEC.name)
-            targets.append((invoice_id, allocation.amount))
+        targets = self._allocation_targets(context, payment.allocations)
         customer_id, related = yield from self._customer(entry, payment.customer_id, context,
                                                          settings)
         ident, deleted = yield from self._existing("payment", payment.id, payment.number,
@@ -478,16 +486,7 @@ class ReckonOne(Platform):
     def _write_credit_note(self, entry: LedgerEntry, note: CreditNote, context: SinkContext,
                            settings: ReckonOneSettings) -> Flow[WriteResult]:
         mapping = self.tenant_mapping(context)
-        targets = []
-        for allocation in note.allocations:
-            if allocation.amount <= 0:
-                continue
-            invoice_id = self._known(context, "invoice", allocation.invoice_id)
-            if invoice_id is None:
-                raise ReferenceMissingError(
-                    f"invoice {allocation.invoice_id!r} has not been synced to Reckon One yet",
-                    platform=SPEC.name)
-            targets.append((invoice_id, allocation.amount))
+        targets = self._allocation_targets(context, note.allocations)
         customer_id, related = yield from self._customer(entry, note.customer_id, context,
                                                          settings)
         body = m.credit_note_body(note, customer_id, entry.customer, mapping, settings)
