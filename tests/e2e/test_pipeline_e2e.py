@@ -42,7 +42,7 @@ def test_every_sandbox_holds_exactly_what_the_crm_holds(endpoints: Endpoints) ->
 
 def test_run_demo_summarises_a_run(endpoints: Endpoints) -> None:
     summary = run_demo(endpoints, tenants=2, jobs=2, customers=2, live=False, seed=3,
-                       timeout_s=150)
+                       timeout_s=150, platforms=PLATFORMS)
     assert summary.result is not None, summary.error
     text = summary.text()
     for platform in PLATFORMS:
