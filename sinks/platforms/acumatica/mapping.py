@@ -27,25 +27,15 @@ from schemas.models import (
     DocumentLine,
     Invoice,
     InvoiceStatus,
-    LineKind,
     Payment,
     PaymentKind,
     TaxLine,
 )
-from sinks.core.mapping import LineKind as MappingKind
 from sinks.core.mapping import TenantMapping
+from sinks.platforms.common.lines import MAPPED_KIND
 from sinks.transport.session_rest import exact_quantity_price, json_number
 
 CENT = Decimal("0.01")
-
-LINE_ACCOUNT_KIND: dict[LineKind, MappingKind] = {
-    LineKind.LABOR: MappingKind.LABOR,
-    LineKind.PART: MappingKind.PARTS,
-    LineKind.TRIP_FEE: MappingKind.FEES,
-    LineKind.DIAGNOSTIC_FEE: MappingKind.FEES,
-    LineKind.OTHER: MappingKind.FEES,
-    LineKind.DISCOUNT: MappingKind.DISCOUNTS,
-}
 
 #: Acumatica document types (the ``Type`` key field).
 INVOICE = "Invoice"
@@ -123,7 +113,7 @@ def detail_lines(lines: tuple[DocumentLine, ...], mapping: TenantMapping, taxes:
             f"{line.unit_price})")
         out.append({
             "TransactionDescription": _cut(description, limits.description),
-            "Account": mapping.income_account(LINE_ACCOUNT_KIND[line.kind]),
+            "Account": mapping.income_account(MAPPED_KIND[line.kind]),
             "Qty": json_number(quantity, 4),
             "UnitPrice": json_number(price, 4),
             "Amount": json_number(cents(line.amount)),

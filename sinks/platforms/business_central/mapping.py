@@ -20,8 +20,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from schemas.models import CreditNote, Customer, DocumentLine, Invoice, Payment
-from schemas.models.enums import LineKind as CrmLineKind
-from sinks.core.mapping import LineKind, TenantMapping
+from sinks.core.mapping import TenantMapping
+from sinks.platforms.common.lines import MAPPED_KIND
 
 PLATFORM = "business-central"
 
@@ -50,16 +50,6 @@ UNIT_PRICE_STEP = Decimal("0.00001")
 AMOUNT_STEP = Decimal("0.01")
 #: The blank option of the customer "Blocked" enum as the v2.0 API spells it.
 BLOCKED_NONE = "_x0020_"
-
-#: CRM line kind → the tenant mapping's line kind (income account / item lookup).
-LINE_KINDS: dict[CrmLineKind, LineKind] = {
-    CrmLineKind.LABOR: LineKind.LABOR,
-    CrmLineKind.PART: LineKind.PARTS,
-    CrmLineKind.TRIP_FEE: LineKind.FEES,
-    CrmLineKind.DIAGNOSTIC_FEE: LineKind.FEES,
-    CrmLineKind.OTHER: LineKind.FEES,
-    CrmLineKind.DISCOUNT: LineKind.DISCOUNTS,
-}
 
 
 def cut(field_name: str, value: str | None) -> str | None:
@@ -132,7 +122,7 @@ def line_body(line: DocumentLine, mapping: TenantMapping, *, exempt: bool) -> di
     """One document line: an Item line when the tenant maps the kind to an item, else
     a G/L Account line on the kind's income account. Discounts become a negative
     quantity at a positive unit price (BC rejects negative unit prices on G/L lines)."""
-    kind = LINE_KINDS[line.kind]
+    kind = MAPPED_KIND[line.kind]
     if kind in mapping.items:
         line_type, number = "Item", mapping.item(kind)
     else:

@@ -28,27 +28,16 @@ from schemas.models import (
     Customer,
     DocumentLine,
     Invoice,
-    LineKind,
     Payment,
     PaymentKind,
     PaymentMethod,
     TaxLine,
 )
-from sinks.core.mapping import LineKind as MappingKind
 from sinks.core.mapping import TenantMapping
+from sinks.platforms.common.lines import MAPPED_KIND
 from sinks.transport.session_rest import exact_quantity_price, json_number
 
 CENT = Decimal("0.01")
-
-#: CRM line kind → the tenant mapping's income-account kind.
-LINE_ACCOUNT_KIND: dict[LineKind, MappingKind] = {
-    LineKind.LABOR: MappingKind.LABOR,
-    LineKind.PART: MappingKind.PARTS,
-    LineKind.TRIP_FEE: MappingKind.FEES,
-    LineKind.DIAGNOSTIC_FEE: MappingKind.FEES,
-    LineKind.OTHER: MappingKind.FEES,
-    LineKind.DISCOUNT: MappingKind.DISCOUNTS,
-}
 
 #: CRM payment method → Sage ``payment_method_id`` (Sage's fixed list).
 PAYMENT_METHODS: dict[PaymentMethod, str] = {
@@ -170,7 +159,7 @@ def document_lines(
         tax_per_line.append(tax)
         out.append({
             "description": _cut(description, limits.line_description),
-            "ledger_account_id": mapping.income_account(LINE_ACCOUNT_KIND[line.kind]),
+            "ledger_account_id": mapping.income_account(MAPPED_KIND[line.kind]),
             "quantity": json_number(quantity, 4),
             "unit_price": json_number(unit_price, 4),
             "net_amount": json_number(net),

@@ -35,8 +35,8 @@ from schemas.models import (
     TaxLine,
 )
 from sinks.core.errors import PayloadRejectedError
-from sinks.core.mapping import LineKind as MappedKind
 from sinks.core.mapping import TenantMapping
+from sinks.platforms.common.lines import MAPPED_KIND as LINE_KINDS
 from sinks.platforms.sage_intacct.spec import SPEC, SageIntacctSettings
 from sinks.transport.xmlapi import date_element, element, optional
 
@@ -56,15 +56,6 @@ __all__ = [
 ]
 
 CENT = Decimal("0.01")
-
-LINE_KINDS: Mapping[LineKind, MappedKind] = {
-    LineKind.LABOR: MappedKind.LABOR,
-    LineKind.PART: MappedKind.PARTS,
-    LineKind.TRIP_FEE: MappedKind.FEES,
-    LineKind.DIAGNOSTIC_FEE: MappedKind.FEES,
-    LineKind.OTHER: MappedKind.FEES,
-    LineKind.DISCOUNT: MappedKind.DISCOUNTS,
-}
 
 #: CRM payment method → Intacct ``paymentmethod`` (the values Intacct's AR lists).
 PAYMENT_METHODS: Mapping[PaymentMethod, str] = {

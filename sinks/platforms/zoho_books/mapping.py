@@ -34,8 +34,8 @@ from schemas.models import (
     PaymentMethod,
 )
 from sinks.core.errors import ConfigurationError, PayloadRejectedError
-from sinks.core.mapping import LineKind as MappedKind
 from sinks.core.mapping import TenantMapping
+from sinks.platforms.common.lines import MAPPED_KIND as LINE_KINDS
 from sinks.platforms.zoho_books.spec import SPEC, ZohoBooksSettings
 
 __all__ = [
@@ -59,16 +59,6 @@ __all__ = [
 
 CENT = Decimal("0.01")
 QTY = Decimal("0.01")
-
-#: CRM line kind → the tenant mapping's line kind (items per kind).
-LINE_KINDS: Mapping[LineKind, MappedKind] = {
-    LineKind.LABOR: MappedKind.LABOR,
-    LineKind.PART: MappedKind.PARTS,
-    LineKind.TRIP_FEE: MappedKind.FEES,
-    LineKind.DIAGNOSTIC_FEE: MappedKind.FEES,
-    LineKind.OTHER: MappedKind.FEES,
-    LineKind.DISCOUNT: MappedKind.DISCOUNTS,
-}
 
 #: CRM payment method → Zoho ``payment_mode`` (Zoho's default modes).
 PAYMENT_MODES: Mapping[PaymentMethod, str] = {
