@@ -561,6 +561,11 @@ def _same_document(current: dict[str, Any], body: dict[str, Any]) -> bool:
         return False
     if any(_norm(current.get(f)) != _norm(body.get(f)) for f in fields):
         return False
+    # A draft issued in the CRM changes nothing but its status: still an update.
+    status = current.get("status")
+    current_draft = (status.get("id") if isinstance(status, dict) else status) == "DRAFT"
+    if current_draft != (body.get("status_id") == "DRAFT"):
+        return False
     mine = [(line["description"], _norm(line["net_amount"])) for line in body["invoice_lines"]]
     theirs = [(line.get("description"), _norm(line.get("net_amount")))
               for line in current.get("invoice_lines", [])]
