@@ -80,6 +80,9 @@ class Org:
         self.creditnote_refunds: dict[str, dict[str, Any]] = {}
         self.credits_applied: dict[str, dict[str, Any]] = {}
         self.lock_date: date | None = None
+        #: Zoho's organisation preference "tax rounding": per line item (the default)
+        #: or per transaction (taxes summed per tax, then rounded once).
+        self.tax_rounding: str = "item_level"
         self.unique_fields = {UNIQUE_FIELD}
         self.taxes = {"460000000001001": Decimal("8.25"), "460000000001002": Decimal("10"),
                       "460000000001003": Decimal("6.25")}
@@ -471,6 +474,7 @@ class ZohoBooksSandbox(Sandbox):
             raise _invalid("Discount cannot be negative or exceed the sub total.")
         before = bool(body.get("is_discount_before_tax")) and discount > 0
         tax, allotted = Decimal(0), Decimal(0)
+        per_tax: dict[str, Decimal] = {}
         for index, line in enumerate(lines):
             base = line["_total"]
             if before:
@@ -478,7 +482,12 @@ class ZohoBooksSandbox(Sandbox):
                          else _cents(discount * base / subtotal))
                 allotted += share
                 base -= share
-            tax += _cents(base * Decimal(str(line["tax_percentage"])) / 100)
+            exact = base * Decimal(str(line["tax_percentage"])) / 100
+            if org.tax_rounding == "entity_level":
+                per_tax[line["tax_id"]] = per_tax.get(line["tax_id"], Decimal(0)) + exact
+            else:
+                tax += _cents(exact)
+        tax += sum((_cents(amount) for amount in per_tax.values()), Decimal(0))
         for line in lines:
             del line["_total"]
         return lines, subtotal, discount, tax
