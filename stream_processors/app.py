@@ -54,7 +54,7 @@ from stream_processors.engine import (
     customer_entry,
     process_financial_event,
 )
-from stream_processors.eos import install_commit_flush
+from stream_processors.eos import drain_buffer, install_commit_flush, set_commit_guard
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.pending import (
     ParkedEvent,
@@ -93,8 +93,10 @@ class LedgerProcessor:
         self.names = settings.topics
         self.metrics = metrics or ProcessorMetrics()
         self.eos = settings.processing_guarantee == "exactly_once"
+        self._processing = asyncio.Lock()
         if self.eos:
             install_commit_flush()
+            set_commit_guard(self._processing)
         self.registry = registry or serde.registry_client(settings.schema_registry_url)
         n = self.names
         reg, auto = self.registry, settings.auto_register_schemas
@@ -157,11 +159,15 @@ class LedgerProcessor:
 
         async def ledger_agent(stream: Any) -> None:
             async for event in stream.events():
-                await self.on_message(event)
+                async with self._processing:
+                    await self.on_message(event)
+                    await self._settle()
 
         async def tax_rate_agent(stream: Any) -> None:
             async for event in stream.events():
-                await self.on_tax_rate(event.message)
+                async with self._processing:
+                    await self.on_tax_rate(event.message)
+                    await self._settle()
 
         async def send_ticks() -> None:
             await self.send_ticks()
@@ -175,6 +181,12 @@ class LedgerProcessor:
         app.timer(self.settings.tick_interval_seconds)(send_ticks)
 
     # ------------------------------------------------------------------ output
+
+    async def _settle(self) -> None:
+        """Hand this event's buffered changelog records to the transactional producer
+        before a commit may run (see :mod:`.eos`, point 3)."""
+        if self.eos:
+            await drain_buffer(self.app.producer.buffer)  # type: ignore[arg-type]
 
     def _transactional_id(self, msg: Message) -> str | None:
         """The transactional producer faust keeps for this input partition (EOS v1:

@@ -23,7 +23,14 @@ integration tests and the report in ``bench/RESULTS.md``):
    does flush). Records still queued land in the next transaction; a crash before it
    commits aborts them while the input offsets are already committed — lost state.
    Seen in the SIGKILL test as a customer whose ledger restarted from nothing.
-   :func:`install_commit_flush` drains the buffer before every transaction commit.
+   Draining alone is not enough: a commit can also fall *between* an event's table
+   write (buffered) and its ``ledger.*`` records (sent directly), splitting one event
+   over two transactions — seen as events twice on ``ledger.entries``. So the
+   processor holds a lock while it handles an event (and drains the buffer before
+   releasing it), and :func:`install_commit_flush` makes every transaction commit
+   take the same lock and drain the buffer first: an event's state and outputs are
+   always in one transaction; its input offset may follow in the next, which the
+   event-id dedupe turns into a no-op on replay.
 4. Independently of all three, the state is idempotent by construction (documents by
    version, a bounded event-id window), so a replay that does slip through changes
    no balance; ``ledger.entries`` consumers dedupe by ``event.event_id``.
@@ -95,12 +102,26 @@ async def drain_buffer(buffer: ProducerBuffer) -> None:
         await asyncio.sleep(0)
 
 
+_GUARD: list[asyncio.Lock] = []
+
+
+def set_commit_guard(lock: asyncio.Lock) -> None:
+    """The lock the processor holds while it handles one event (see point 3)."""
+    _GUARD[:] = [lock]
+
+
 async def _commit_after_flush(
     self: TransactionManager, offsets: Any, start_new_transaction: bool = True
 ) -> bool:
-    # every changelog record queued so far belongs to the transaction being committed
-    await drain_buffer(cast(ProducerBuffer, self.app.producer.buffer))
-    return await _ORIGINAL_COMMIT(self, offsets, start_new_transaction=start_new_transaction)
+    # never between an event's table writes and its outputs, and with every changelog
+    # record queued so far inside the transaction being committed
+    buffer = cast(ProducerBuffer, self.app.producer.buffer)
+    if not _GUARD:
+        await drain_buffer(buffer)
+        return await _ORIGINAL_COMMIT(self, offsets, start_new_transaction=start_new_transaction)
+    async with _GUARD[0]:
+        await drain_buffer(buffer)
+        return await _ORIGINAL_COMMIT(self, offsets, start_new_transaction=start_new_transaction)
 
 
 def install_commit_flush() -> None:

@@ -216,7 +216,8 @@ class Worker:
         handlers are in place from then on, so SIGTERM means a clean stop)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.log_path.read_text(errors="replace").count("Restore complete!") >= self.starts:
+            current = self.log_path.read_text(errors="replace").rpartition("===== start")[2]
+            if "Restore complete!" in current:
                 return
             if not self.alive:
                 raise AssertionError("worker died")
