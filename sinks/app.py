@@ -116,6 +116,7 @@ def build_runner(
         batch_size=settings.batch_size,
         poll_timeout_s=settings.poll_timeout_s,
         retry_backoff_s=settings.retry_backoff_s,
+        batch_time_budget_s=settings.batch_time_budget_s,
         crash=CrashPoints(settings.crash_at),
     )
 

@@ -107,6 +107,7 @@ class SinkRunner:
         batch_size: int = 200,
         poll_timeout_s: float = 0.5,
         retry_backoff_s: float = 2.0,
+        batch_time_budget_s: float = 60.0,
         crash: CrashPoints | None = None,
         metrics: SinkRuntimeMetrics | None = None,
     ) -> None:
@@ -122,6 +123,7 @@ class SinkRunner:
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.batch_time_budget_s = batch_time_budget_s
         self.crash = crash or CrashPoints(None)
         self.metrics = metrics or SinkRuntimeMetrics.default()
         self.claim = OffsetClaim()
@@ -197,9 +199,17 @@ class SinkRunner:
             if not isinstance(e, Exception)
         )
         retry_needed = False
+        started = time.monotonic()
         for msg, entry in decoded:
             tp = (msg.topic, msg.partition)
             if tp in batch.rewound:
+                continue
+            if batch.offsets and time.monotonic() - started > self.batch_time_budget_s:
+                # A throttled platform (Xero: 60 calls/min) can take longer than Kafka's
+                # max.poll.interval.ms for one poll's records; stop here, commit what is
+                # done and re-read the rest, instead of being evicted from the group.
+                self.consumer.seek(TopicPartition(tp[0], tp[1], msg.offset))
+                batch.rewound.add(tp)
                 continue
             try:
                 if isinstance(entry, RetryableError):

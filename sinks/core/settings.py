@@ -34,6 +34,10 @@ class SinkSettings(BaseSettings):
     poll_timeout_s: float = 0.5
     retry_backoff_s: float = Field(2.0, description="Pause before re-reading a record whose "
                                    "platform call failed after the transport's own retries.")
+    batch_time_budget_s: float = Field(
+        60.0, gt=0,
+        description="Commit and re-poll after this long on one batch; must stay well under "
+        "Kafka's max.poll.interval.ms (300 s) on throttled platforms.")
     session_timeout_ms: int = Field(
         10_000, ge=6_000,
         description="How soon Kafka hands a dead sink's partitions to another replica.")

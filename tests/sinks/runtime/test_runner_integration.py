@@ -224,3 +224,14 @@ def test_replay_with_resend_sends_again_but_creates_nothing(env) -> None:
     assert api.calls["/documents"] == calls_before + 8  # really sent again...
     assert len(api.documents) == 8                        # ...and deduplicated by the key
     assert sync_log(env) == {"applied": 8}
+
+
+def test_a_batch_over_its_time_budget_commits_and_rereads_the_rest(env) -> None:
+    """Throttled platforms must not hold one poll's records past max.poll.interval.ms:
+    over budget, the runner commits what is done and re-reads the rest."""
+    entries = entries_for("t1", 10)
+    produce(env, entries)
+    api = EchoApi()
+    make_runner(env, api, batch_time_budget_s=0.0).run(max_idle_s=3)
+    assert len(api.documents) == 10 and max(api.event_ids().values()) == 1
+    assert sync_log(env) == {"applied": 10}
