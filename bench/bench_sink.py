@@ -204,9 +204,9 @@ def main() -> None:
                 achieved = calls / seconds * 60
                 lines.append(f"| {platform} | {limit} | {achieved:.1f} | {achieved / limit:.0%} "
                              f"| {throttled:.0f} |")
-            lines.append("\nThe throttled share counts the whole run including the first seconds"
-                         " (token bucket full at start, so the first minute may exceed the"
-                         " steady rate).")
+            lines.append("\nThe throttled share is over the whole run, including the sink's"
+                         " start (group join, look-ups); short windows are paced, so no"
+                         " rolling minute can exceed the limit.")
     finally:
         for proc in procs:
             proc.kill()
