@@ -126,7 +126,11 @@ class LedgerProcessor:
             web_enabled=False,
             broker_commit_interval=settings.commit_interval_seconds,
             broker_max_poll_records=settings.max_poll_records,
-            stream_buffer_maxsize=settings.max_poll_records * 2,
+            # faust pauses a partition whose stream buffer is "under pressure" and
+            # relies on a pressure-drop callback to resume it; with one agent over
+            # 36 partitions we saw a partition never resumed (its commits stalled for
+            # good). A buffer far above the poll size keeps that path cold.
+            stream_buffer_maxsize=max(100_000, settings.max_poll_records * 50),
             topic_disable_leader=True,
             topic_allow_declare=True,
             topic_partitions=partitions,

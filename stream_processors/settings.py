@@ -68,7 +68,7 @@ class ProcessorSettings(BaseSettings):
     auto_register_schemas: bool = True
     """Register the ledger.* schemas on first use; set False in production, where
     ``schemas.registry`` registers them at deploy time."""
-    max_poll_records: int = 2000
+    max_poll_records: int = 500
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 
     @property
