@@ -333,8 +333,10 @@ class _Shop:
         elif roll < 0.18 and payment is not None:  # void after payment, money refunded
             self.emit(outbox.set_invoice_status(conn, t, inv.id, InvoiceStatus.VOID))
             yield
+            # The tip went to the technician, not to the invoice: the shop refunds what
+            # the customer paid for the job (the balance rules count payments less tips).
             self.emit(outbox.record_payment(conn, t, self._refund(
-                inv.customer_id, payment.amount, payment)))
+                inv.customer_id, payment.amount - payment.tip, payment)))
         elif roll < 0.24:  # customer moved / changed email
             cust = next(c for c in self.customers if c.id == inv.customer_id)
             changed = cust.model_copy(update={"email": f"new.{cust.id}@example.org",
