@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
 
 from schemas.models import (
     AggregateType,
@@ -43,8 +45,9 @@ from sinks.core.errors import (
     ReferenceMissingError,
     UnsupportedEventError,
 )
-from sinks.core.mapping import CustomerMatchRule, TenantMapping
+from sinks.core.mapping import CustomerMatchRule
 from sinks.platforms.common.money import ZERO, from_wire, round_money, wire
+from sinks.platforms.common.run import FlowRun
 from sinks.platforms.common.text import Notes, marker
 from sinks.platforms.quickbooks import errors as qerr
 from sinks.platforms.quickbooks import mapping as qmap
@@ -64,27 +67,11 @@ _HOLDER = re.compile(r"\bId=(\d+)")
 
 
 @dataclass
-class Run:
+class Run(FlowRun[QuickBooksSettings]):
     """One flow's inputs and what it learns on the way."""
 
-    entry: Any  # LedgerEntry; None for lookups outside a write
-    context: SinkContext
-    settings: QuickBooksSettings
-    mapping: TenantMapping
-    notes: Notes = field(default_factory=Notes)
-    related: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def start(cls, entry: LedgerEntry, context: SinkContext) -> Run:
-        tenant = context.tenant
-        if tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=NAME)
-        return cls(entry, context, tenant.platform_settings(QuickBooksSettings), tenant.mapping)
-
-    def known(self, key: str) -> str | None:
-        return self.related.get(key) or self.context.external_ids.get(key) or None
+    platform: ClassVar[str] = NAME
+    settings_model: ClassVar[type[BaseModel]] = QuickBooksSettings
 
     def request(self, method: str, path: str, purpose: str, *, body: Any = None,
                 query: Mapping[str, str] | None = None, step: str | None = None,

@@ -15,10 +15,12 @@ first and records the money as the customer's overpayment, as the CRM keeps it.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
 
 from schemas.models import (
     AggregateType,
@@ -39,9 +41,9 @@ from sinks.core.errors import (
     ReferenceMissingError,
     UnsupportedEventError,
 )
-from sinks.core.mapping import CustomerMatchRule, TenantMapping
+from sinks.core.mapping import CustomerMatchRule
 from sinks.platforms.common.money import ZERO, from_wire, round_money
-from sinks.platforms.common.text import Notes
+from sinks.platforms.common.run import FlowRun
 from sinks.platforms.xero import errors as xerr
 from sinks.platforms.xero import mapping as xmap
 from sinks.platforms.xero.spec import NAME, XeroSettings
@@ -57,25 +59,11 @@ _KINDS = {AggregateType.CUSTOMER: "customer", AggregateType.INVOICE: "invoice",
 
 
 @dataclass
-class Run:
-    entry: Any  # LedgerEntry; None for lookups outside a write
-    context: SinkContext
-    settings: XeroSettings
-    mapping: TenantMapping
-    notes: Notes = field(default_factory=Notes)
-    related: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+class Run(FlowRun[XeroSettings]):
+    """One flow's inputs and what it learns on the way."""
 
-    @classmethod
-    def start(cls, entry: Any, context: SinkContext) -> Run:
-        tenant = context.tenant
-        if tenant is None:
-            raise ConfigurationError(f"tenant {context.tenant_id!r} has no configuration",
-                                     platform=NAME)
-        return cls(entry, context, tenant.platform_settings(XeroSettings), tenant.mapping)
-
-    def known(self, key: str) -> str | None:
-        return self.related.get(key) or self.context.external_ids.get(key) or None
+    platform: ClassVar[str] = NAME
+    settings_model: ClassVar[type[BaseModel]] = XeroSettings
 
     def request(self, method: str, path: str, purpose: str, *, body: Any = None,
                 query: Mapping[str, str] | None = None, step: str | None = None,
