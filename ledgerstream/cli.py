@@ -299,6 +299,48 @@ def process(**opts: Any) -> None:
     run_processor(settings)
 
 
+@main.command()
+@click.option("--database-url", help="The CRM database (default: DATABASE_URL / the stack).")
+@click.option("--tenants", default=2, show_default=True, help="Repair shops.")
+@click.option("--customers", default=12, show_default=True, help="Customers per shop.")
+@click.option("--jobs", default=30, show_default=True, help="Repair jobs per shop.")
+@click.option("--seed", default=42, show_default=True, help="Same seed, same activity.")
+@click.option("--rate", type=float, help="CRM events per second (default: as fast as possible).")
+@click.option("--apply-schema", is_flag=True, help="Create the reference CRM tables first.")
+def simulate(database_url: str | None, tenants: int, customers: int, jobs: int, seed: int,
+             rate: float | None, apply_schema: bool) -> None:
+    """Write a simulated day of repair-shop activity into the reference CRM database."""
+    import os
+    import time
+
+    from producers.simulator import SimulationConfig, simulate_day
+    from producers.sql import apply_crm_schema
+
+    _endpoint_env()
+    dsn = database_url or os.environ["DATABASE_URL"]
+    if apply_schema:
+        apply_crm_schema(dsn)
+    started = time.monotonic()
+    last = [started]
+
+    def show(count: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 2.0:
+            last[0] = now
+            out.print(f"  {count} events written, {count / (now - started):.0f}/s")
+
+    result = simulate_day(dsn, SimulationConfig(tenants, customers, jobs, seed, rate=rate),
+                          progress=show)
+    elapsed = time.monotonic() - started
+    table = Table("event type", "count")
+    for kind, n in sorted(result.by_type.items()):
+        table.add_row(kind, str(n))
+    table.add_row("total", str(len(result.events)))
+    out.print(table)
+    out.print(f"{len(result.events)} events in {elapsed:.1f}s "
+              f"({len(result.events) / max(elapsed, 1e-9):.0f}/s)")
+
+
 def _endpoint_env() -> None:
     """Let runtimes default to the local stack's endpoints when no env var is set."""
     import os

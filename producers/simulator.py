@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -79,6 +80,13 @@ class SimulationConfig:
     seed: int = 42
     day: date = date(2025, 3, 14)
     currency: str = "USD"
+    #: Events per second to pace the CRM writes at (``None``: as fast as the database
+    #: takes them). Pacing is against a schedule from the start, so a slow transaction
+    #: is caught up on instead of lowering the rate for the rest of the run.
+    rate: float | None = None
+    #: Number of the first tenant (``t001`` by default): several simulators can write
+    #: disjoint shops into one database at once, as a CRM's many users do.
+    first_tenant: int = 1
 
 
 @dataclass
@@ -345,28 +353,55 @@ class _Shop:
             self.emit(outbox.save_customer(conn, t, changed))
 
 
+class _Pacer:
+    """Keeps ``rate`` events/s on average by sleeping until each event's slot."""
+
+    def __init__(self, rate: float | None) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = rate
+        self.started = time.monotonic()
+
+    def wait(self, events_so_far: int) -> None:
+        if self.rate is None:
+            return
+        due = self.started + events_so_far / self.rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
 def simulate_day(dsn_or_conn: str | psycopg.Connection[Any],
-                 config: SimulationConfig | None = None) -> SimulationResult:
+                 config: SimulationConfig | None = None,
+                 progress: Callable[[int], None] | None = None) -> SimulationResult:
     """Write a day for ``config.tenants`` tenants; returns the events written (in commit
-    order per tenant)."""
+    order per tenant). ``progress`` is called with the running event count after each
+    CRM transaction (long runs show progress)."""
     cfg = config or SimulationConfig()
+    pacer = _Pacer(cfg.rate)
     rng = random.Random(cfg.seed)
-    ids = random.Random(cfg.seed ^ 0x5EED)
+    # event ids differ between simulators writing other shops with the same seed
+    ids = random.Random((cfg.seed ^ 0x5EED) + (cfg.first_tenant - 1) * 1_000_003)
     token = EVENT_ID_FACTORY.set(lambda: str(uuid.UUID(int=ids.getrandbits(128), version=4)))
     result = SimulationResult()
     own = isinstance(dsn_or_conn, str)
     conn = (psycopg.connect(dsn_or_conn, autocommit=True) if isinstance(dsn_or_conn, str)
             else dsn_or_conn)
     try:
-        shops = [_Shop(conn, f"t{n + 1:03d}", rng, cfg, result) for n in range(cfg.tenants)]
+        shops = [_Shop(conn, f"t{n + cfg.first_tenant:03d}", rng, cfg, result)
+                 for n in range(cfg.tenants)]
         for shop in shops:
             shop.setup()
+            pacer.wait(len(result.events))
         active: list[Iterator[None]] = [shop.job() for shop in shops
                                         for _ in range(cfg.jobs_per_tenant)]
         while active:
             current = rng.randrange(len(active))
             if next(active[current], StopIteration) is StopIteration:
                 active.pop(current)
+            if progress is not None:
+                progress(len(result.events))
+            pacer.wait(len(result.events))
     finally:
         EVENT_ID_FACTORY.reset(token)
         if own:
@@ -381,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rate", type=float, default=None, help="events per second")
     parser.add_argument("--apply-schema", action="store_true")
     args = parser.parse_args(argv)
     dsn = DatabaseSettings().database_url
@@ -388,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
         from producers.sql import apply_crm_schema
         apply_crm_schema(dsn)
     res = simulate_day(dsn, SimulationConfig(args.tenants, args.customers, args.jobs,
-                                             args.seed))
+                                             args.seed, rate=args.rate))
     for kind, n in sorted(res.by_type.items()):
         print(f"{kind:28} {n}")
     print(f"{'total':28} {len(res.events)}")
