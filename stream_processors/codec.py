@@ -25,6 +25,7 @@ from faust.serializers.codecs import Codec
 
 from schemas import avsc, serde
 from schemas.models import AvroRecord
+from schemas.models.base import to_avro_tagged
 from schemas.topics import value_subject
 
 R = TypeVar("R", bound=AvroRecord)
@@ -85,7 +86,7 @@ class ConfluentAvroCodec(Codec, Generic[R]):
     def encode(self, value: R) -> bytes:
         buf = io.BytesIO()
         buf.write(_HEADER.pack(serde.MAGIC_BYTE, self.schema_id))
-        fastavro.schemaless_writer(buf, self._reader, value.to_avro())
+        fastavro.schemaless_writer(buf, self._reader, to_avro_tagged(value))
         return buf.getvalue()
 
     def _writer(self, schema_id: int) -> tuple[Any, bool]:

@@ -9,7 +9,7 @@ model with its ``.avsc`` file.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -25,13 +25,20 @@ class AvroDecimal:
 
     precision: int
     scale: int
+    _quantum: Decimal = field(init=False, repr=False, compare=False)
+    _limit: Decimal = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # precomputed once: check() runs for every Decimal of every validated record
+        object.__setattr__(self, "_quantum", Decimal(1).scaleb(-self.scale))
+        object.__setattr__(self, "_limit", Decimal(10) ** (self.precision - self.scale))
 
     def check(self, value: Decimal) -> Decimal:
         """Pad to exactly ``scale`` places; refuse to round money silently."""
         if not value.is_finite():
             raise ValueError(f"{value} is not a finite number")
         try:
-            quantized = value.quantize(Decimal(1).scaleb(-self.scale))
+            quantized = value.quantize(self._quantum)
         except InvalidOperation:
             raise ValueError(
                 f"{value} does not fit decimal({self.precision},{self.scale})"
@@ -41,9 +48,9 @@ class AvroDecimal:
                 f"{value} has more than {self.scale} decimal places; round it explicitly "
                 f"(schemas.models.quantize) before building the model"
             )
-        if len(quantized.as_tuple().digits) > self.precision:
+        if not -self._limit < quantized < self._limit:
             raise ValueError(f"{value} does not fit decimal({self.precision},{self.scale})")
-        return quantized.copy_abs() if quantized.is_zero() else quantized
+        return quantized if quantized else quantized.copy_abs()
 
 
 @dataclass(frozen=True)
