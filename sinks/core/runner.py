@@ -1,6 +1,10 @@
 """The sink loop: consume ledger entries, write them to a platform, book them, move on.
 
-For each batch polled from ``ledger.entries`` (read_committed, auto-commit off):
+For each batch polled from ``ledger.entries`` (read_committed, auto-commit off), the
+records are split into lanes by Kafka key (tenant:customer); lanes run concurrently on
+a small thread pool, each lane strictly in offset order, so a customer's documents keep
+their order while independent customers overlap their API round-trips. The external
+ids the batch may need are read in one query before the lanes start. Per record:
 
 1. decode; a record that cannot be decoded is dead-lettered with the reason;
 2. skip tenants this deployment does not serve (their offsets still advance);
@@ -10,7 +14,10 @@ For each batch polled from ``ledger.entries`` (read_committed, auto-commit off):
 6. classify failures: permanent → dead-letter topic + sync log; configuration →
    pause the tenant and park the record; retryable (after the transport's own
    retries) → rewind that partition to the record and try again after a pause;
-7. commit external ids, sync log and offsets in ONE PostgreSQL transaction;
+7. when every lane is done, commit the batch's external ids, sync log and offsets in
+   ONE PostgreSQL transaction (a partition's offset stops at its first record that
+   was not finished: records of other lanes after it were written and are booked, so
+   re-reading them skips them as terminal — the same path as a crash replay);
 8. commit the same offsets to Kafka, for lag monitoring only.
 
 On partition assignment the consumer seeks to the offsets stored in PostgreSQL, so
@@ -22,7 +29,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +97,16 @@ class BatchState:
     pending_ids: dict[str, dict[str, ExternalIdUpdate]] = field(default_factory=dict)
     rewound: set[tuple[str, int]] = field(default_factory=set)
     newly_paused: dict[str, str] = field(default_factory=dict)
+    #: External ids read for the whole batch before it started, "tenant" -> key ->
+    #: update; ``None`` (a parked record's replay) reads them per record instead.
+    known: dict[str, dict[str, ExternalIdUpdate]] | None = None
+    #: Per (topic, partition): the first offset not finished (failed or over budget).
+    blocked: dict[tuple[str, int], int] = field(default_factory=dict)
+    finished: int = 0
+    retry_needed: bool = False
+
+
+Lane = list[tuple[Record, Any]]
 
 
 class SinkRunner:
@@ -110,6 +128,7 @@ class SinkRunner:
         batch_time_budget_s: float = 60.0,
         crash: CrashPoints | None = None,
         metrics: SinkRuntimeMetrics | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.platform = platform
         self.name = platform.spec.name
@@ -138,6 +157,12 @@ class SinkRunner:
         }
         self.consumer = Consumer(conf)
         self.processed = 0
+        # Lanes share the batch state, the store's connection and the executor cache.
+        self._lock = threading.Lock()
+        self._transport_lock = threading.Lock()
+        self.concurrency = max(1, concurrency)
+        self._pool = (ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"sink-{self.name}")
+                      if self.concurrency > 1 else None)
 
     # -- assignment ----------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -175,6 +200,8 @@ class SinkRunner:
                     break
         finally:
             self.consumer.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -193,24 +220,46 @@ class SinkRunner:
     def process_batch(self, records: list[Record]) -> None:
         batch = BatchState()
         decoded = [(msg, self._decode(msg)) for msg in records]
+        entries = [e for _, e in decoded if not isinstance(e, Exception)]
         done = self.store.terminal_events(
-            (str(e.event.tenant_id), str(e.event.event_id))
-            for _, e in decoded
-            if not isinstance(e, Exception)
-        )
-        retry_needed = False
+            (str(e.event.tenant_id), str(e.event.event_id)) for e in entries)
+        batch.known = self._prefetch(entries)
         started = time.monotonic()
+        lanes = self._lanes(decoded)
+        if self._pool is None or len(lanes) == 1:
+            for lane in lanes:
+                self._run_lane(lane, batch, done, started)
+        else:
+            # list() re-raises a lane's unexpected exception here, in the loop's thread.
+            list(self._pool.map(lambda lane: self._run_lane(lane, batch, done, started),
+                                lanes))
+        self._settle_offsets(records, batch)
+        self._commit(batch)
+        if batch.retry_needed:
+            self.stop_event.wait(self.retry_backoff_s)
+
+    @staticmethod
+    def _lanes(decoded: Iterable[tuple[Record, Any]]) -> list[Lane]:
+        """Records grouped by (topic, partition, key), each group in offset order.
+
+        The key is tenant:customer (ARCHITECTURE §1), the unit whose order matters: a
+        payment after the invoice it pays. Different keys have no dependencies between
+        them (a customer's documents only reference that customer's documents)."""
+        lanes: dict[tuple[str, int, bytes | None], Lane] = {}
         for msg, entry in decoded:
+            lanes.setdefault((msg.topic, msg.partition, msg.key), []).append((msg, entry))
+        return list(lanes.values())
+
+    def _run_lane(self, lane: Lane, batch: BatchState, done: set[tuple[str, str]],
+                  started: float) -> None:
+        for msg, entry in lane:
             tp = (msg.topic, msg.partition)
-            if tp in batch.rewound:
-                continue
-            if batch.offsets and time.monotonic() - started > self.batch_time_budget_s:
+            if batch.finished and time.monotonic() - started > self.batch_time_budget_s:
                 # A throttled platform (Xero: 60 calls/min) can take longer than Kafka's
                 # max.poll.interval.ms for one poll's records; stop here, commit what is
                 # done and re-read the rest, instead of being evicted from the group.
-                self.consumer.seek(TopicPartition(tp[0], tp[1], msg.offset))
-                batch.rewound.add(tp)
-                continue
+                self._block(tp, msg.offset, batch)
+                return
             try:
                 if isinstance(entry, RetryableError):
                     raise entry  # e.g. the registry is unreachable: not the record's fault
@@ -219,15 +268,44 @@ class SinkRunner:
                 log.warning("%s: %s[%d]@%d will be retried: %s", self.name, tp[0], tp[1],
                             msg.offset, exc)
                 self.metrics.retries_exhausted.labels(self.name).inc()
-                self.consumer.seek(TopicPartition(tp[0], tp[1], msg.offset))
-                batch.rewound.add(tp)
-                retry_needed = True
-                continue
-            batch.offsets[tp] = msg.offset + 1
+                self._block(tp, msg.offset, batch)
+                batch.retry_needed = True
+                return  # the rest of this lane waits for this record, in order
+            with self._lock:
+                batch.finished += 1
             self.crash.reached("mid_batch")
-        self._commit(batch)
-        if retry_needed:
-            self.stop_event.wait(self.retry_backoff_s)
+
+    def _block(self, tp: tuple[str, int], offset: int, batch: BatchState) -> None:
+        with self._lock:
+            batch.blocked[tp] = min(offset, batch.blocked.get(tp, offset))
+
+    def _settle_offsets(self, records: list[Record], batch: BatchState) -> None:
+        """Each partition's next offset: past its last record, or at its first record
+        not finished (where the consumer is rewound to re-read from)."""
+        first: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
+        for msg in records:
+            tp = (msg.topic, msg.partition)
+            first[tp] = min(msg.offset, first.get(tp, msg.offset))
+            last[tp] = max(msg.offset, last.get(tp, msg.offset))
+        for tp in first:
+            blocked = batch.blocked.get(tp)
+            if blocked is None:
+                batch.offsets[tp] = last[tp] + 1
+                continue
+            self.consumer.seek(TopicPartition(tp[0], tp[1], blocked))
+            batch.rewound.add(tp)
+            if blocked > first[tp]:
+                batch.offsets[tp] = blocked
+
+    def _prefetch(self, entries: list[Any]) -> dict[str, dict[str, ExternalIdUpdate]]:
+        """The external ids every served entry of the batch may need, in one query."""
+        wanted: dict[str, list[tuple[str, str]]] = {}
+        for entry in entries:
+            tenant_id = str(entry.event.tenant_id)
+            if tenant_id in self.tenants:
+                wanted.setdefault(tenant_id, []).extend(referenced_keys(entry))
+        return self.store.external_ids_for_tenants(wanted)
 
     def _decode(self, msg: Record) -> Any:
         try:
@@ -270,17 +348,20 @@ class SinkRunner:
             aggregate_id=str(event.aggregate_id), aggregate_version=int(event.aggregate_version),
         )
         context = self._context(entry, tenant_id, batch)
-        runner = FlowRunner(self.platform, self.transport_for(tenant_id))
+        with self._transport_lock:
+            transport = self.transport_for(tenant_id)
+        runner = FlowRunner(self.platform, transport)
         started = time.monotonic()
         try:
             result = runner.write(entry, context)
         except ConfigurationError as exc:
             reason = str(exc)
             log.error("%s: pausing tenant %s: %s", self.name, tenant_id, reason)
-            self.store.set_paused(tenant_id, True, reason)
-            batch.newly_paused[tenant_id] = reason
-            self.paused[tenant_id] = reason
-            self.metrics.paused_tenants.labels(self.name).set(len(self.paused))
+            with self._lock:
+                self.store.set_paused(tenant_id, True, reason)
+                batch.newly_paused[tenant_id] = reason
+                self.paused[tenant_id] = reason
+                self.metrics.paused_tenants.labels(self.name).set(len(self.paused))
             batch.parked.append((tenant_id, str(event.event_id), msg.topic, msg.partition,
                                  msg.offset, msg.key, msg.value))
             return None
@@ -296,9 +377,10 @@ class SinkRunner:
             self.metrics.write_latency.labels(self.name).observe(time.monotonic() - started)
         self.crash.reached("after_api_call")
         updates = self._updates(entry, result)
-        pending = batch.pending_ids.setdefault(tenant_id, {})
-        for update in updates:
-            pending[map_key(update.kind, update.crm_id)] = update
+        with self._lock:
+            pending = batch.pending_ids.setdefault(tenant_id, {})
+            for update in updates:
+                pending[map_key(update.kind, update.crm_id)] = update
         status = "already_applied" if result.already_applied else "applied"
         self.metrics.records.labels(self.name, status).inc()
         return replace(base, status=status, external_id=result.external_id, updates=updates,
@@ -307,9 +389,15 @@ class SinkRunner:
 
     def _context(self, entry: Any, tenant_id: str, batch: BatchState) -> SinkContext:
         keys = referenced_keys(entry)
-        known = self.store.external_ids(tenant_id, keys)
-        known.update({k: v for k, v in batch.pending_ids.get(tenant_id, {}).items()
-                      if k in {map_key(*key) for key in keys}})
+        wanted = [map_key(*key) for key in keys]
+        if batch.known is None:
+            known = self.store.external_ids(tenant_id, keys)
+        else:
+            prefetched = batch.known.get(tenant_id, {})
+            known = {k: prefetched[k] for k in wanted if k in prefetched}
+        with self._lock:  # written earlier in this batch: newer than the stored ids
+            pending = batch.pending_ids.get(tenant_id, {})
+            known.update({k: pending[k] for k in wanted if k in pending})
         return SinkContext(
             tenant_id=tenant_id,
             event_id=str(entry.event.event_id),
@@ -366,6 +454,9 @@ class SinkRunner:
             return
         # Dead letters must be durable before the offset moves past their records.
         self.flush_dead_letters()
+        # Lanes park concurrently; a resumed tenant replays its parked records in
+        # insertion order, which must be offset order.
+        batch.parked.sort(key=lambda row: (row[2], row[3], row[4]))
         self.store.commit_batch(batch.outcomes, batch.offsets, self.claim, batch.parked)
         self.processed += len(batch.outcomes)
         self.crash.reached("after_db_commit")

@@ -38,6 +38,10 @@ class SinkSettings(BaseSettings):
         60.0, gt=0,
         description="Commit and re-poll after this long on one batch; must stay well under "
         "Kafka's max.poll.interval.ms (300 s) on throttled platforms.")
+    concurrency: int = Field(
+        8, ge=1, le=64,
+        description="Records of different Kafka keys (tenant:customer) written at once; "
+        "each key's records stay in order. The rate limiter still caps each tenant.")
     session_timeout_ms: int = Field(
         10_000, ge=6_000,
         description="How soon Kafka hands a dead sink's partitions to another replica.")

@@ -162,6 +162,35 @@ class SinkStore:
             for kind, crm_id, ext, version, number in rows
         }
 
+    def external_ids_for_tenants(
+        self, wanted: Mapping[str, Iterable[tuple[str, str]]]
+    ) -> dict[str, dict[str, ExternalIdUpdate]]:
+        """Known platform ids of several tenants in one query (a whole batch's needs):
+        ``{tenant: {"<kind>:<crm_id>": update}}``. One round-trip per batch instead of
+        one per record."""
+        tenants: list[str] = []
+        kinds: list[str] = []
+        crm_ids: list[str] = []
+        for tenant_id, keys in wanted.items():
+            for kind, crm_id in dict.fromkeys(keys):
+                tenants.append(tenant_id)
+                kinds.append(kind)
+                crm_ids.append(crm_id)
+        if not tenants:
+            return {}
+        rows = self.conn.execute(
+            "SELECT tenant_id, kind, crm_id, external_id, version, document_number "
+            "FROM sink_external_ids WHERE platform = %s AND (tenant_id, kind, crm_id) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            (self.platform, tenants, kinds, crm_ids),
+        ).fetchall()
+        self.conn.commit()
+        out: dict[str, dict[str, ExternalIdUpdate]] = {}
+        for tenant_id, kind, crm_id, ext, version, number in rows:
+            out.setdefault(str(tenant_id), {})[f"{kind}:{crm_id}"] = ExternalIdUpdate(
+                kind, crm_id, ext, version, number)
+        return out
+
     # -- the one transaction -------------------------------------------------
     def commit_batch(
         self,

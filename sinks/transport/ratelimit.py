@@ -18,7 +18,9 @@ Two backends behind :class:`RateLimiter`: :class:`InMemoryRateLimiter` (default;
 process) and :class:`PostgresRateLimiter`, which keeps the buckets in one row per
 (platform, tenant) updated under ``SELECT ... FOR UPDATE`` so that a tenant's several
 worker processes share one budget. The bucket arithmetic (:func:`take`) is the same
-pure function for both. Clocks are injectable.
+pure function for both. Clocks are injectable. A policy without windows (a sandbox with
+its limits lifted) has no tokens to share, only 429 pauses: the PostgreSQL backend then
+reads the pause at most every :data:`PAUSE_CHECK_S` instead of once per request.
 """
 
 from __future__ import annotations
@@ -232,6 +234,10 @@ class InMemoryRateLimiter(RateLimiter):
             self._states[key] = pause(self._state(key, now), now, seconds)
 
 
+#: How stale a no-window tenant's view of a pause set by another worker may be.
+PAUSE_CHECK_S = 1.0
+
+
 class PostgresRateLimiter(RateLimiter):
     """Buckets in ``sink_rate_budgets``, one row per (platform, tenant), shared by all
     worker processes of a tenant.
@@ -255,6 +261,9 @@ class PostgresRateLimiter(RateLimiter):
         super().__init__(policies, sleep=sleep, concurrency=concurrency)
         self._db = db
         self._clock = clock
+        # (platform, tenant) -> (checked at, paused until), both time.monotonic()
+        self._pauses: dict[tuple[str, str], tuple[float, float]] = {}
+        self._pauses_lock = threading.Lock()
 
     def _update(
         self, platform: str, tenant_id: str, change: Callable[[BucketState, float], BucketState]
@@ -295,6 +304,8 @@ class PostgresRateLimiter(RateLimiter):
 
     def reserve(self, platform: str, tenant_id: str, n: int = 1) -> float:
         policy = self.policy(platform)
+        if not policy.windows:
+            return self._pause_left(platform, tenant_id)
         wait = 0.0
 
         def change(state: BucketState, now: float) -> BucketState:
@@ -307,3 +318,28 @@ class PostgresRateLimiter(RateLimiter):
 
     def pause(self, platform: str, tenant_id: str, seconds: float) -> None:
         self._update(platform, tenant_id, lambda state, now: pause(state, now, seconds))
+        mono = time.monotonic()
+        with self._pauses_lock:
+            _, until = self._pauses.get((platform, tenant_id), (mono, mono))
+            self._pauses[(platform, tenant_id)] = (mono, max(until, mono + max(0.0, seconds)))
+
+    def _pause_left(self, platform: str, tenant_id: str) -> float:
+        """Seconds the tenant's shared budget stays paused, re-read from the database
+        at most every :data:`PAUSE_CHECK_S` (no-window policies only)."""
+        key = (platform, tenant_id)
+        mono = time.monotonic()
+        with self._pauses_lock:
+            cached = self._pauses.get(key)
+        if cached is None or mono - cached[0] >= PAUSE_CHECK_S:
+            left = 0.0
+
+            def look(state: BucketState, now: float) -> BucketState:
+                nonlocal left
+                left = max(0.0, state.paused_until - now)
+                return state
+
+            self._update(platform, tenant_id, look)
+            cached = (mono, mono + left)
+            with self._pauses_lock:
+                self._pauses[key] = cached
+        return max(0.0, cached[1] - mono)
