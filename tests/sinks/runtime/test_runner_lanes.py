@@ -1,0 +1,185 @@
+"""The runner's concurrent lanes, without Kafka or PostgreSQL.
+
+Records of different keys (tenant:customer) are written at once, each key's records in
+offset order; the batch reads its external ids in one query; a retryable failure in
+one lane stops the partition's offset at that record while the other lanes' writes are
+booked (re-reading them later skips them as terminal).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from schemas import examples
+from sinks.core.contract import (
+    Platform,
+    PlatformRequest,
+    PlatformResponse,
+    PlatformSpec,
+    SinkContext,
+    WireProtocol,
+    WriteResult,
+)
+from sinks.core.metrics import SinkRuntimeMetrics
+from sinks.core.runner import Record, SinkRunner
+from sinks.core.store import ExternalIdUpdate, OffsetClaim, Outcome
+
+TOPIC = "ledger.entries"
+
+
+class LanePlatform(Platform):
+    spec = PlatformSpec(name="lanes", display_name="Lanes", protocol=WireProtocol.REST_JSON)
+
+    def plan(self, entry: Any, context: SinkContext
+             ) -> Generator[PlatformRequest, PlatformResponse, WriteResult]:
+        customer = f"customer:{entry.event.payload.customer_id}"
+        response = yield PlatformRequest(
+            "POST", "/docs", "write document",
+            json={"invoice": str(entry.event.aggregate_id),
+                  "customer": str(entry.event.payload.customer_id),
+                  "customer_ref": context.external_ids.get(customer)})
+        return WriteResult(external_id=response.json()["id"])
+
+
+class Api:
+    """Answers after a short delay; records the order of writes and the peak overlap."""
+
+    def __init__(self, fail: Iterable[str] = ()) -> None:
+        self.fail = set(fail)
+        self.writes: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: PlatformRequest) -> PlatformResponse:
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            time.sleep(0.02)
+            if request.json["invoice"] in self.fail:
+                return PlatformResponse(503, {}, b"busy")
+            with self.lock:
+                self.writes.append(request.json)
+            return PlatformResponse.from_json(200, {"id": "x-" + request.json["invoice"]})
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+class FakeStore:
+    def __init__(self, known: Mapping[str, dict[str, ExternalIdUpdate]] | None = None) -> None:
+        self.known = dict(known or {})
+        self.lookups: list[dict[str, list[tuple[str, str]]]] = []
+        self.commits: list[tuple[list[Outcome], dict[tuple[str, int], int]]] = []
+
+    def paused_tenants(self) -> dict[str, str]:
+        return {}
+
+    def terminal_events(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        list(pairs)
+        return set()
+
+    def external_ids_for_tenants(self, wanted: Mapping[str, Iterable[tuple[str, str]]]
+                                 ) -> dict[str, dict[str, ExternalIdUpdate]]:
+        self.lookups.append({t: list(keys) for t, keys in wanted.items()})
+        return {t: dict(v) for t, v in self.known.items()}
+
+    def external_ids(self, tenant_id: str, keys: Any) -> dict[str, ExternalIdUpdate]:
+        raise AssertionError("a batch must not look ids up record by record")
+
+    def commit_batch(self, outcomes: Iterable[Outcome], offsets: Mapping[tuple[str, int], int],
+                     claim: OffsetClaim, parked: Iterable[Any] = ()) -> None:
+        self.commits.append((list(outcomes), dict(offsets)))
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def seek(self, tp: Any) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+    def commit(self, **_: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def make(api: Api, store: FakeStore, entries: dict[int, Any], concurrency: int = 8
+         ) -> SinkRunner:
+    runner = SinkRunner(
+        platform=LanePlatform(), topic=TOPIC,
+        consumer_conf={"bootstrap.servers": "127.0.0.1:1", "group.id": "lanes"},
+        store=store,  # type: ignore[arg-type]
+        tenants={"t1": object(), "t2": object()}, transport_for=lambda tenant: api,
+        decode=lambda record: entries[record.offset], dead_letter=lambda letter: None,
+        metrics=SinkRuntimeMetrics.create(CollectorRegistry()), concurrency=concurrency,
+        retry_backoff_s=0.0,
+    )
+    runner.consumer = FakeConsumer()  # type: ignore[assignment]
+    return runner
+
+
+def interleaved(n_keys: int, per_key: int) -> tuple[list[Record], dict[int, Any]]:
+    """Records of ``n_keys`` customers interleaved on one partition."""
+    records, entries = [], {}
+    for offset in range(n_keys * per_key):
+        customer, seq = f"c{offset % n_keys}", offset // n_keys
+        tenant = "t1" if offset % n_keys % 2 == 0 else "t2"
+        entries[offset] = examples.sample_ledger_entry(examples.sample_invoice_event(
+            tenant=tenant, invoice_id=f"{customer}-{seq}", customer_id=customer))
+        records.append(Record(TOPIC, 0, offset, f"{tenant}:{customer}".encode(), b""))
+    return records, entries
+
+
+def test_keys_are_written_concurrently_each_in_offset_order() -> None:
+    records, entries = interleaved(n_keys=6, per_key=5)
+    api, store = Api(), FakeStore()
+    make(api, store, entries).process_batch(records)
+    assert len(api.writes) == 30
+    assert api.peak > 1  # lanes really overlap
+    for customer in {w["customer"] for w in api.writes}:
+        seen = [w["invoice"] for w in api.writes if w["customer"] == customer]
+        assert seen == [f"{customer}-{i}" for i in range(5)]
+    (outcomes, offsets), = store.commits
+    assert len(outcomes) == 30 and offsets == {(TOPIC, 0): 30}
+
+
+def test_one_key_at_a_time_without_concurrency() -> None:
+    records, entries = interleaved(n_keys=3, per_key=2)
+    api = Api()
+    make(api, FakeStore(), entries, concurrency=1).process_batch(records)
+    assert api.peak == 1 and len(api.writes) == 6
+
+
+def test_the_batch_reads_its_external_ids_in_one_query() -> None:
+    records, entries = interleaved(n_keys=4, per_key=3)
+    known = {"t1": {"customer:c0": ExternalIdUpdate("customer", "c0", "Q-c0")}}
+    api, store = Api(), FakeStore(known)
+    make(api, store, entries).process_batch(records)
+    (lookup,) = store.lookups
+    assert ("customer", "c0") in lookup["t1"] and ("customer", "c1") in lookup["t2"]
+    assert ("invoice", "c2-2") in lookup["t1"]
+    refs = {w["customer"]: w["customer_ref"] for w in api.writes}
+    assert refs == {"c0": "Q-c0", "c1": None, "c2": None, "c3": None}
+
+
+def test_a_failed_record_stops_its_key_and_the_partition_offset_there() -> None:
+    records, entries = interleaved(n_keys=3, per_key=4)  # offsets 0..11
+    api, store = Api(fail={"c1-1"}), FakeStore()  # c1-1 is at offset 4
+    runner = make(api, store, entries)
+    runner.process_batch(records)
+    written = {w["invoice"] for w in api.writes}
+    assert {"c1-2", "c1-3"} & written == set()  # after the failure, in its key: held back
+    assert {f"c0-{i}" for i in range(4)} <= written  # other keys: written and booked
+    (outcomes, offsets), = store.commits
+    assert offsets == {(TOPIC, 0): 4}
+    assert len(outcomes) == len(written) == 9
+    assert runner.consumer.seeks == [(0, 4)]  # type: ignore[attr-defined]
