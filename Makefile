@@ -1,5 +1,5 @@
 # The two commands of the README. Both set a fresh machine up first.
-.PHONY: setup demo test lint down
+.PHONY: setup demo test lint down bench
 
 setup:
 	@bash deploy/setup.sh
@@ -17,3 +17,6 @@ lint: setup
 
 down:
 	.venv/bin/ledgerstream down
+
+bench: setup
+	.venv/bin/python bench/run_all.py

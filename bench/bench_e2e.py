@@ -1,0 +1,262 @@
+"""End-to-end benchmark (run by hand): latency from CRM commit to the platform write at a
+sustained CRM rate, and the memory (RSS) of every service meanwhile.
+
+The whole pipeline runs as in the demo (``ledgerstream.pipeline.Pipeline``: relay,
+stream processor and one sink per platform as real processes; sandboxes served by this
+process with their per-tenant limits lifted, the sinks keeping the platforms' own),
+while ``--simulators`` CRM simulator processes write disjoint shops into the CRM
+database, paced together at ``--rate`` events/s for about ``--duration`` seconds.
+
+Latency of an event = its sink sync-log row's time (the sink's bookkeeping transaction,
+which starts only after the platform answered) minus the event's ``occurred_at`` (the
+CRM transaction's own clock): an upper bound of "CRM commit to platform request". The
+share up to ``ledger.entries`` (relay + processor) is reported beside it. "steady"
+leaves out the first ``--warmup`` seconds of CRM activity.
+
+    .venv/bin/python bench/bench_e2e.py --rate 500 --duration 60
+
+Needs the three endpoint variables (or ``ledgerstream up``). Appends to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ledgerstream.endpoints import configured_endpoints  # noqa: E402
+from ledgerstream.pipeline import Pipeline, PipelineConfig, Progress  # noqa: E402
+from producers.simulator import SimulationConfig, SimulationResult  # noqa: E402
+from schemas.models import FinancialEvent  # noqa: E402
+
+#: Mean CRM events per repair job in the simulator (measured over seeds 1-5: 4.4-4.6).
+EVENTS_PER_JOB = 4.5
+
+
+def simulate_share(dsn: str, cfg: SimulationConfig, out_path: str) -> None:
+    """One simulator process: write its shops, then save the events for the check."""
+    from producers.simulator import simulate_day
+
+    result = simulate_day(dsn, cfg)
+    with open(out_path, "w", encoding="utf-8") as out:
+        for event in result.events:
+            out.write(event.model_dump_json() + "\n")
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class RssSampler:
+    """Peak and mean RSS of each named process, sampled every ``interval_s``."""
+
+    def __init__(self, pids: dict[str, int], interval_s: float = 1.0) -> None:
+        self.pids, self.interval_s = pids, interval_s
+        self.samples: dict[str, list[float]] = {name: [] for name in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                value = rss_mb(pid)
+                if value is not None:
+                    self.samples[name].append(value)
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> dict[str, tuple[float, float]]:
+        self._stop.set()
+        self._thread.join(5)
+        return {name: (max(v), statistics.fmean(v)) for name, v in self.samples.items() if v}
+
+
+def steady_latencies(pipeline: Pipeline, since: datetime) -> list[float]:
+    """Sync-log latencies (ms) of the events that occurred at or after ``since``."""
+    import psycopg
+
+    assert pipeline.reader is not None
+    entries, _ = pipeline.reader.snapshot()
+    with psycopg.connect(pipeline.dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, event_id, created_at FROM sink_sync_log "
+            "WHERE status IN ('applied', 'already_applied')").fetchall()
+    out = []
+    for tenant, event_id, created_at in rows:
+        occurred = entries.get((str(tenant), str(event_id)))
+        if occurred is not None and occurred >= since:
+            out.append((created_at - occurred).total_seconds() * 1000)
+    return out
+
+
+def quantile(data: list[float], q: float) -> float | None:
+    if not data:
+        return None
+    if len(data) == 1:
+        return data[0]
+    cuts = statistics.quantiles(sorted(data), n=1000, method="inclusive")
+    return cuts[max(0, min(998, round(q * 1000) - 1))]
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def load_average() -> str:
+    with open("/proc/loadavg", encoding="ascii") as loadavg:
+        return loadavg.read().split()[0]
+
+
+def machine() -> str:
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        mem_kb = next(int(line.split()[1]) for line in meminfo
+                      if line.startswith("MemTotal:"))
+    return (f"nproc={os.cpu_count()}, RAM={mem_kb / 1024 / 1024:.1f} GiB, "
+            f"Python {sys.version.split()[0]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="CRM events per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of CRM activity")
+    parser.add_argument("--tenants", type=int, default=120)
+    parser.add_argument("--customers", type=int, default=8, help="per tenant")
+    parser.add_argument("--simulators", type=int, default=4, help="CRM writer processes")
+    parser.add_argument("--platform", action="append", dest="platforms",
+                        help="default: quickbooks-online and zoho-books")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--commit-interval", type=float, default=0.1,
+                        help="processor commit interval (s): EOS output is visible only "
+                             "after the transaction commits")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+    platforms = tuple(args.platforms or ("quickbooks-online", "zoho-books"))
+    if args.tenants % args.simulators:
+        parser.error("--tenants must be a multiple of --simulators")
+    setup_events = 2 + args.customers
+    jobs = max(1, math.ceil((args.rate * args.duration / args.tenants - setup_events)
+                            / EVENTS_PER_JOB))
+
+    config = PipelineConfig(
+        endpoints=configured_endpoints(), tenants=args.tenants, jobs_per_tenant=jobs,
+        customers_per_tenant=args.customers, seed=2026, platforms=platforms,
+        relaxed_sandbox_limits=True, timeout_s=max(600.0, args.duration * 6),
+        processor_commit_interval_s=args.commit_interval)
+    last_print = [0.0]
+
+    def show(p: Progress) -> None:
+        if time.monotonic() - last_print[0] >= 5 or p.phase != "streaming":
+            last_print[0] = time.monotonic()
+            written = sum(p.written.values())
+            print(f"[{p.elapsed_s:6.0f}s] {p.phase}: outbox pending {p.outbox_pending}, "
+                  f"ledger entries {p.entries}, written {written}/{sum(p.expected.values())}",
+                  flush=True)
+
+    pipeline = Pipeline(config, progress=show)
+    workdir = pipeline.workdir
+    print(f"{args.tenants} tenants on {platforms}, {jobs} jobs each, "
+          f"{args.simulators} simulators at {args.rate:.0f} events/s in all", flush=True)
+    try:
+        pipeline.prepare()
+        pipeline.start_services()
+        pipeline.wait_ready()
+        pids = {name: s.proc.pid for name, s in pipeline.services.items() if s.proc}
+        pids["bench process (sandboxes, reader)"] = os.getpid()
+        sampler = RssSampler(pids)
+        load_before = load_average()
+        ctx = mp.get_context("spawn")
+        share = args.tenants // args.simulators
+        outputs = [str(workdir / f"sim-{n}.jsonl") for n in range(args.simulators)]
+        procs = [ctx.Process(target=simulate_share, args=(pipeline.dsn, SimulationConfig(
+            tenants=share, customers_per_tenant=args.customers, jobs_per_tenant=jobs,
+            seed=2026 + n, rate=args.rate / args.simulators, first_tenant=1 + n * share),
+            outputs[n])) for n in range(args.simulators)]
+        started = time.monotonic()
+        crm_started = datetime.now(UTC)
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"a simulator failed with exit code {proc.exitcode}")
+        crm_seconds = time.monotonic() - started
+        events = [FinancialEvent.model_validate_json(line) for path in outputs
+                  for line in Path(path).read_text(encoding="utf-8").splitlines()]
+        pipeline.simulation = SimulationResult(events=events)
+        pipeline.state.produced = len(events)
+        pipeline.wait_until_synced()
+        load_after = load_average()
+        rss = sampler.stop()
+        result = pipeline.verify()
+        steady_from = crm_started + timedelta(seconds=args.warmup)
+        steady = steady_latencies(pipeline, steady_from)
+    finally:
+        pipeline.close()
+
+    crm_rate = len(events) / crm_seconds
+    e2e = result.latencies_ms
+    steady_events = sum(1 for e in events if e.occurred_at >= steady_from)
+    rows = [
+        ("CRM commit -> platform write (sync log), all events", e2e),
+        (f"CRM commit -> platform write, steady (after {args.warmup:.0f}s)", steady),
+        ("CRM commit -> ledger.entries (relay + processor), all",
+         result.processor_latencies_ms),
+    ]
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"## end to end — {now}",
+        "",
+        f"`bench/bench_e2e.py --rate {args.rate:.0f} --duration {args.duration:.0f} "
+        f"--tenants {args.tenants} --simulators {args.simulators}`; platforms "
+        f"{', '.join(platforms)} (sandboxes with per-tenant limits lifted, sinks keeping "
+        f"the platforms' own); processor commit interval {args.commit_interval}s; "
+        f"machine: {machine()}; Kafka, registry, PostgreSQL, sandboxes and simulators "
+        "on the same machine.",
+        "",
+        f"CRM events written: {len(events):,} in {crm_seconds:.1f}s = **{crm_rate:,.0f} "
+        f"events/s achieved** (asked {args.rate:.0f}; {steady_events:,} after warm-up); "
+        f"ledger entries {result.ledger_entries:,}; duplicates {result.duplicates}, "
+        f"missing {result.missing}, unprocessed {result.unprocessed_events}, dead letters "
+        f"{len(result.dead_letters)}; whole run {result.duration_s:.0f}s.",
+        "",
+        "| latency | events | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, data in rows:
+        lines.append(f"| {label} | {len(data):,} | {fmt(quantile(data, 0.50))} | "
+                     f"{fmt(quantile(data, 0.99))} | {fmt(max(data) if data else None)} |")
+    lines += ["", "| process | peak RSS MB | mean RSS MB |", "|---|---:|---:|"]
+    for name, (peak, mean) in sorted(rss.items()):
+        lines.append(f"| {name} | {peak:,.0f} | {mean:,.0f} |")
+    lines += ["", f"1-minute load average before/after: {load_before} / {load_after}", ""]
+    text = "\n".join(lines)
+    print(text)
+    with args.results.open("a", encoding="utf-8") as out:
+        out.write("\n" + text + "\n")
+    summary = {"crm_rate": crm_rate, "p50_ms": quantile(steady, 0.5),
+               "p99_ms": quantile(steady, 0.99),
+               "rss_peak_mb": {k: v[0] for k, v in rss.items()}, "ok": result.ok}
+    print(json.dumps(summary))
+    return 0 if result.duplicates == 0 and result.missing == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
