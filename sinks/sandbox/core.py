@@ -318,12 +318,16 @@ class TokenAuthority:
             for access in self._access.values():
                 access.expires = min(access.expires, now)
 
-    def revoke_grants(self) -> None:
-        """Fault: the user disconnected the app; refresh now gives invalid_grant."""
+    def revoke_grants(self, tenant: str | None = None) -> None:
+        """Fault: the user disconnected the app (from one company when ``tenant`` is
+        given); refresh now gives invalid_grant and the access tokens stop working."""
         with self._lock:
             for grant in self._grants:
-                grant.revoked = True
-            self._access.clear()
+                if tenant is None or grant.tenants is None or tenant in grant.tenants:
+                    grant.revoked = True
+            self._access = {token: access for token, access in self._access.items()
+                            if tenant is not None and access.tenants is not None
+                            and tenant not in access.tenants}
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -779,7 +783,7 @@ class Sandbox(ABC):
         elif kind == "expire_tokens":
             self.tokens.expire_access_tokens()
         elif kind == "revoke_grant":
-            self.tokens.revoke_grants()
+            self.tokens.revoke_grants(tenant)
         elif kind == "lock_period":
             raw = spec.get("date")
             self.lock_period(spec["tenant"], date.fromisoformat(raw) if raw else None)
