@@ -722,8 +722,11 @@ class Sandbox(ABC):
         if throttle is not None:
             return self.decorate(tenant, self.throttled(tenant, throttle))
         try:
-            if self.faults.take("rate_limit", tenant):
-                return self.decorate(tenant, self.throttled(tenant, Throttle("minute", 60)))
+            storm = self.faults.take("rate_limit", tenant)
+            if storm is not None:
+                # the platform's own Retry-After for its window; a fault may shorten it
+                wait = int(storm.seconds) if storm.seconds else 60
+                return self.decorate(tenant, self.throttled(tenant, Throttle("minute", wait)))
             latency = self.faults.take("latency", tenant)
             if latency and latency.seconds:
                 await asyncio.sleep(latency.seconds)
