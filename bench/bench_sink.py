@@ -102,7 +102,7 @@ def counter(name: str, **labels: str) -> float:
 
 def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
              stop_after_docs: int | None = None, duration_s: float | None = None,
-             lifted_limits: bool = False, concurrency: int = 8
+             lifted_limits: bool = False, concurrency: int = 8, coalesce: bool = False
              ) -> tuple[float, int]:
     from sinks.app import build_runner
     from sinks.core.contract import RateLimitPolicy
@@ -113,7 +113,7 @@ def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
                             kafka_bootstrap_servers=endpoints.kafka_bootstrap,
                             schema_registry_url=endpoints.schema_registry_url,
                             database_url=dsn, topic_suffix=topic_suffix, batch_size=500,
-                            concurrency=concurrency)
+                            concurrency=concurrency, coalesce=coalesce)
     configs = {t: TenantConfig.model_validate({**c, "tenant_id": t}) for t, c in tenants.items()}
     # Against a sandbox whose limits were lifted, the sink is told so too (no windows,
     # 100 in flight, as the sandbox); otherwise it would pace itself at QBO's 500/min
@@ -174,6 +174,15 @@ class Sampler:
         self._thread.join()
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU seconds of this process, or of ``pid`` (from /proc)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     mem = Path("/proc/meminfo").read_text().split()[1]
     ram = int(mem) / 1024 / 1024
@@ -209,34 +218,43 @@ def main() -> None:
              f" machine (sandbox in its own process).\n"]
     procs = []
     try:
-        # 1. unthrottled
-        tenants = ["b1", "b2", "b3", "b4"]
-        proc, info_ = serve_sandbox("quickbooks-online", True, dsn, key, tenants)
-        procs.append(proc)
-        topics = Topics(suffix=f"benchu{run}")
-        produce_invoices(endpoints.kafka_bootstrap, endpoints.schema_registry_url,
-                         topics.ledger_entries, tenants, args.documents)
-        calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
-        seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix, dsn,
-                                 stop_after_docs=args.documents, lifted_limits=True,
-                                 concurrency=args.concurrency)
-        calls = counter("ledgerstream_sink_api_latency_seconds_count") - calls_before
-        first = next(iter(info_["tenants"].values()))["connection"]["base_url"]
-        load_sink = os.getloadavg()[0]
-        raw_seconds = raw_httpx(first, info_["raw_token"], args.documents)
-        raw_par = raw_httpx(first, info_["raw_token"], args.documents, args.concurrency)
-        load_raw = os.getloadavg()[0]
+        # 1. unthrottled: the sink one-request-per-call, then coalescing into /batch
+        # (each on a fresh sandbox and topic), then raw httpx against the first sandbox.
         n = args.documents
+        rows = []
+        first_sandbox: dict = {}
+        for coalesce in (False, True):
+            tenants = [f"b{i}{'c' if coalesce else ''}" for i in range(1, 5)]
+            proc, info_ = serve_sandbox("quickbooks-online", True, dsn, key, tenants)
+            procs.append(proc)
+            first_sandbox = first_sandbox or info_
+            topics = Topics(suffix=f"benchu{'c' if coalesce else ''}{run}")
+            produce_invoices(endpoints.kafka_bootstrap, endpoints.schema_registry_url,
+                             topics.ledger_entries, tenants, n)
+            calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
+            cpu_sink, cpu_box = cpu_seconds(), cpu_seconds(proc.pid)
+            seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix,
+                                     dsn, stop_after_docs=n, lifted_limits=True,
+                                     concurrency=args.concurrency, coalesce=coalesce)
+            calls = counter("ledgerstream_sink_api_latency_seconds_count") - calls_before
+            cpu_sink, cpu_box = cpu_seconds() - cpu_sink, cpu_seconds(proc.pid) - cpu_box
+            how = "requests coalesced into /batch" if coalesce else "one request per call"
+            rows.append(f"| sink, bookkeeping included, concurrency {args.concurrency}, {how}"
+                        f" ({calls:.0f} HTTP requests) | {docs} | {seconds:.1f} "
+                        f"| {docs / seconds:,.0f} | {1000 * cpu_sink / docs:.1f} "
+                        f"| {1000 * cpu_box / docs:.1f} | {os.getloadavg()[0]:.1f} |")
+        first = next(iter(first_sandbox["tenants"].values()))["connection"]["base_url"]
+        raw_seconds = raw_httpx(first, first_sandbox["raw_token"], n)
+        raw_par = raw_httpx(first, first_sandbox["raw_token"], n, args.concurrency)
         lines += [
             "| unthrottled (QuickBooks sandbox, limits lifted) | documents | seconds | per s "
-            "| load 1m |",
-            "|---|---:|---:|---:|---:|",
-            f"| sink, bookkeeping included, concurrency {args.concurrency} ({calls:.0f} API "
-            f"calls) | {docs} | {seconds:.1f} | {docs / seconds:,.0f} | {load_sink:.1f} |",
+            "| sink CPU ms/doc | sandbox CPU ms/doc | load 1m |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *rows,
             f"| raw httpx POSTs (1 request each), sequential | {n} | {raw_seconds:.1f} "
-            f"| {n / raw_seconds:,.0f} | |",
+            f"| {n / raw_seconds:,.0f} | | | |",
             f"| raw httpx POSTs, {args.concurrency} threads | {n} | {raw_par:.1f} "
-            f"| {n / raw_par:,.0f} | {load_raw:.1f} |",
+            f"| {n / raw_par:,.0f} | | | {os.getloadavg()[0]:.1f} |",
             ""]
         if not args.skip_throttled:
             lines += ["| throttled | limit (req/min) | achieved (req/min) | share | 429s "

@@ -21,8 +21,9 @@ from psycopg_pool import ConnectionPool
 
 from ledgerstream.observability import Readiness, postgres_check, serve_observability
 from ledgerstream.observability.kafka import lag_stats_conf
-from schemas.serde import dead_letter_serializer, ledger_entry_deserializer, registry_client
+from schemas.serde import dead_letter_serializer, registry_client
 from schemas.topics import Topics
+from sinks.core.avro_reader import LedgerEntryReader
 from sinks.core.contract import Platform, RateLimitPolicy, Transport
 from sinks.core.crash import CrashPoints
 from sinks.core.decoding import ledger_entry_decoder
@@ -33,6 +34,7 @@ from sinks.core.runner import SinkRunner, dlq_writer
 from sinks.core.settings import SinkSettings
 from sinks.core.store import SinkStore
 from sinks.transport.auth import PostgresTokenStore, TokenCipher, TokenStore
+from sinks.transport.coalesce import Coalescer
 from sinks.transport.connection import build_executor, parse_connection
 from sinks.transport.db import apply_schema
 from sinks.transport.ratelimit import PostgresRateLimiter
@@ -89,13 +91,17 @@ def build_runner(
     limiter = PostgresRateLimiter(budget_pool, {name: rate_limit or platform.spec.rate_limit})
 
     executors: dict[str, Transport] = {}
+    batch_codec = getattr(platform, "batch_codec", None) if settings.coalesce else None
 
     def transport_for(tenant_id: str) -> Transport:
         if tenant_id not in executors:
             connection = parse_connection(tenant_id, name, tenants[tenant_id].connection)
-            executors[tenant_id] = build_executor(
+            executor: Transport = build_executor(
                 platform=platform, tenant_id=tenant_id, connection=connection, limiter=limiter,
                 tokens=tokens, settings=transport_settings, transport=http_transport)
+            if batch_codec is not None:
+                executor = Coalescer(executor, batch_codec())
+            executors[tenant_id] = executor
         return executors[tenant_id]
 
     registry = registry_client(settings.schema_registry_url)
@@ -119,7 +125,7 @@ def build_runner(
         store=store,
         tenants=tenants,
         transport_for=transport_for,
-        decode=ledger_entry_decoder(ledger_entry_deserializer(registry)),
+        decode=ledger_entry_decoder(LedgerEntryReader(registry)),
         dead_letter=write,
         flush_dead_letters=flush,
         batch_size=settings.batch_size,

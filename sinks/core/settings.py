@@ -42,6 +42,11 @@ class SinkSettings(BaseSettings):
         8, ge=1, le=64,
         description="Records of different Kafka keys (tenant:customer) written at once; "
         "each key's records stay in order. The rate limiter still caps each tenant.")
+    coalesce: bool = Field(
+        False,
+        description="Send concurrent requests of a tenant as one platform batch where the "
+        "platform has a batch endpoint (QuickBooks /batch). Saves round-trips; platforms "
+        "meter batch items like calls, so it does not raise a rate-limited throughput.")
     session_timeout_ms: int = Field(
         10_000, ge=6_000,
         description="How soon Kafka hands a dead sink's partitions to another replica.")

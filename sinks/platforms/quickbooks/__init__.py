@@ -18,6 +18,7 @@ from sinks.core.contract import (
 )
 from sinks.core.errors import SinkError
 from sinks.platforms.quickbooks import errors, flows
+from sinks.platforms.quickbooks.batch import QboBatchCodec
 from sinks.platforms.quickbooks.spec import NAME, SPEC, QuickBooksSettings
 from sinks.platforms.registry import register
 
@@ -39,6 +40,12 @@ class QuickBooksOnline(Platform):
     def find_by_reference(self, reference: str, context: SinkContext
                           ) -> Flow[WriteResult | None] | None:
         return flows.find_invoice(reference, context)
+
+    @staticmethod
+    def batch_codec() -> QboBatchCodec:
+        """How concurrent requests travel together through ``/batch`` (opt-in, see
+        :mod:`sinks.transport.coalesce`)."""
+        return QboBatchCodec()
 
     @staticmethod
     def base_url(settings: QuickBooksSettings) -> str:

@@ -1,0 +1,123 @@
+"""Coalescing: concurrent single requests of one tenant sent as one platform batch.
+
+The runner writes independent customers concurrently (one lane per Kafka key), so at
+any moment several lanes of a tenant each wait for one request. Where a platform has a
+batch endpoint (QuickBooks ``/batch``), those requests can travel together: the first
+waiting lane becomes the sender, takes what has queued up (up to the platform's batch
+size), sends it as one request through the tenant's executor (auth, rate budget,
+retries) and hands every lane its own response; the lanes never notice. A lone request
+is sent as itself.
+
+Why this keeps the runner's guarantees: each lane still has one request in flight and
+sees its responses in order, so a flow's steps stay ordered; the items of one batch
+come from different lanes and so have no dependencies between them (platforms do not
+order a batch's items). Each flow still looks its document up by reference before
+creating it, which is what makes a replay after a crash harmless; the batch itself
+carries an idempotency key derived from its items' keys, so a transport retry of the
+same batch is answered from the platform's replay store. A batch-level failure (401
+after refresh, 429, 5xx after retries) is raised to every lane of the batch.
+
+The codec (:class:`BatchCodec`) is the platform's: which requests may be batched, how
+to pack them, how to unpack the answer into one :class:`PlatformResponse` per request,
+shaped exactly as the single endpoint would have answered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sinks.core.contract import PlatformRequest, PlatformResponse, Transport
+
+__all__ = ["BatchCodec", "Coalescer"]
+
+
+class BatchCodec(Protocol):
+    max_items: int
+
+    def accepts(self, request: PlatformRequest) -> bool:
+        """Whether ``request`` may travel inside a batch."""
+
+    def pack(self, requests: Sequence[PlatformRequest]) -> PlatformRequest:
+        """One batch request carrying ``requests`` (two or more)."""
+
+    def unpack(self, requests: Sequence[PlatformRequest], response: PlatformResponse
+               ) -> list[PlatformResponse]:
+        """One response per request, in order, from the batch's successful answer."""
+
+
+@dataclass
+class _Waiting:
+    request: PlatformRequest
+    done: threading.Event = field(default_factory=threading.Event)
+    response: PlatformResponse | None = None
+    error: BaseException | None = None
+
+
+class Coalescer:
+    """A :data:`Transport` over ``send`` that batches concurrent batchable requests.
+
+    At most ``senders`` batches are in flight at once; requests arriving meanwhile queue
+    up and leave together in the next batch.
+    """
+
+    def __init__(self, send: Transport, codec: BatchCodec, *, senders: int = 1) -> None:
+        self.send = send
+        self.codec = codec
+        self.senders = max(1, senders)
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []
+        self._active = 0
+        self.batches = 0
+        self.items = 0
+
+    def __call__(self, request: PlatformRequest) -> PlatformResponse:
+        if not self.codec.accepts(request):
+            return self.send(request)
+        me = _Waiting(request)
+        with self._lock:
+            self._queue.append(me)
+            lead = self._active < self.senders
+            if lead:
+                self._active += 1
+        if lead:
+            self._lead(me)
+        me.done.wait()
+        if me.error is not None:
+            raise me.error
+        assert me.response is not None
+        return me.response
+
+    def _lead(self, me: _Waiting) -> None:
+        """Send batches until the queue is empty (or this lane's own request is
+        answered and another sender can take over)."""
+        while True:
+            with self._lock:
+                if not self._queue or (me.done.is_set() and self._active > 1):
+                    self._active -= 1
+                    return
+                taken = self._queue[:self.codec.max_items]
+                del self._queue[:len(taken)]
+            self._send(taken)
+
+    def _send(self, taken: list[_Waiting]) -> None:
+        requests = [w.request for w in taken]
+        try:
+            if len(requests) == 1:
+                responses = [self.send(requests[0])]
+            else:
+                batch = self.codec.pack(requests)
+                responses = self.codec.unpack(requests, self.send(batch))
+                with self._lock:
+                    self.batches += 1
+                    self.items += len(requests)
+        except BaseException as exc:  # every lane of the batch sees the batch's failure
+            for waiting in taken:
+                waiting.error = exc
+                waiting.done.set()
+            return
+        for waiting, response in zip(taken, responses, strict=True):
+            waiting.response = response
+            waiting.done.set()
