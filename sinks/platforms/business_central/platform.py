@@ -237,9 +237,13 @@ class BusinessCentral(Platform):
             headers["Content-Type"] = "application/json"
         if method in ("PATCH", "DELETE"):
             headers.update(if_match(etag))
+        # BC has no idempotency key, and the executor re-sends a keyed request after a
+        # lost response: a keyed POST would create a second document. POSTs (creates,
+        # actions, $batch) go unkeyed, so a lost response comes back to the runner, which
+        # re-runs the flow, and the flow looks the document up before creating it.
+        key = None if method == "POST" else context.key_for(PLATFORM, step or purpose)
         return PlatformRequest(method, f"{self._company(context)}/{path}", purpose,
-                               headers=headers, json=body,
-                               idempotency_key=context.key_for(PLATFORM, step or purpose),
+                               headers=headers, json=body, idempotency_key=key,
                                accept_statuses=frozenset(accept))
 
     def _find(self, context: SinkContext, entity_set: str, field_name: str, value: str,
@@ -518,8 +522,7 @@ class BusinessCentral(Platform):
         parts += [BatchPart(f"a{i}", "POST", base, body=line)
                   for i, line in enumerate(body["salesInvoiceLines"])]
         response = yield batch_request(parts, purpose="replace invoice lines", atomic=True,
-                                       max_parts=MAX_BATCH,
-                                       idempotency_key=context.key_for(PLATFORM, "lines"))
+                                       max_parts=MAX_BATCH)
         self._raise_batch(response)
         fresh = yield from self._read(context, "salesInvoices", key, "read document",
                                       "salesInvoiceLines")
@@ -668,8 +671,7 @@ class BusinessCentral(Platform):
         url = f"{self._company(context)}/{lines_path}"
         batch = batch_request([BatchPart(f"p{i}", "POST", url, body=line)
                                for i, line in enumerate(lines)],
-                              purpose="create payment", atomic=True, max_parts=MAX_BATCH,
-                              idempotency_key=context.key_for(PLATFORM, "payment"))
+                              purpose="create payment", atomic=True, max_parts=MAX_BATCH)
         response = yield batch
         parts = self._raise_batch(response)
         created = [p.json() for _, p in sorted(parts.items())]
@@ -705,8 +707,7 @@ class BusinessCentral(Platform):
                            headers=if_match(etag_of(item)))
                  for i, item in enumerate(collection(response))]
         batch = yield batch_request(parts, purpose="delete payment", atomic=True,
-                                    max_parts=MAX_BATCH,
-                                    idempotency_key=context.key_for(PLATFORM, "payment"))
+                                    max_parts=MAX_BATCH)
         self._raise_batch(batch)
         return WriteResult(external_id=known)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from schemas import examples as ex
 from schemas.models import Allocation, CreditDisposition, InvoiceStatus, LedgerEntry, Op
@@ -32,7 +33,9 @@ from sinks.core.errors import (
 from sinks.core.mapping import TenantConfig
 from sinks.platforms.business_central import BusinessCentral
 from sinks.sandbox.business_central import BusinessCentralSandbox
-from sinks.sandbox.core import ManualClock
+from sinks.sandbox.core import ManualClock, SyncASGITransport
+from sinks.transport.http import HttpExecutor, SinkMetrics, make_client
+from sinks.transport.retry import RetryPolicy
 from tests.sinks.contract.harness_business_central import (
     SPEC,
     V2_DATE_FIELDS,
@@ -211,6 +214,42 @@ def test_blind_resend_of_a_dropped_post_would_duplicate(h: Harness) -> None:
     h.sandbox.company(COMPANY).invoices.popitem()
     h.write(entry)
     assert h.report()["duplicates"]["count"] == 0
+
+
+@pytest.mark.parametrize("what", ["invoice", "payment"])
+def test_executor_does_not_resend_a_post_whose_response_was_lost(h: Harness,
+                                                                 what: str) -> None:
+    """Through the real executor, which re-sends keyed requests after a transient
+    failure: BC has no idempotency key, so a POST whose response was lost must come
+    back to the runner (re-run of the flow, lookup first), never be re-sent as is.
+    Found by the crash-injection e2e (a duplicate invoice in BC)."""
+    token = h.sandbox.issue_tokens().access_token
+    client = make_client(base_url=BASE + "/", transport=SyncASGITransport(h.sandbox.app),
+                         headers={"Authorization": f"Bearer {token}"})
+    platform = BusinessCentral()
+    executor = HttpExecutor(
+        platform="business-central", tenant_id="t1", client=client, auth=None,
+        retry=RetryPolicy(max_attempts=4, base_delay=0), sleep=lambda _: None,
+        classify=platform.classify_error, metrics=SinkMetrics(CollectorRegistry()))
+    if what == "payment":
+        h.write(invoice_entry())
+        entry = entry_of(ex.sample_payment_event())
+    else:
+        entry = invoice_entry()
+    h.sandbox.faults.arm("drop_after_write", 3, COMPANY)  # every POST of the flow, once
+    lost = 0
+    for _ in range(5):  # the runner re-delivers the event after a retryable error
+        try:
+            FlowRunner(platform, executor).write(entry, h.context(entry))
+            break
+        except TransientError:
+            lost += 1
+    else:
+        raise AssertionError("flow did not succeed in 5 attempts")
+    assert lost >= 1
+    company = h.sandbox.company(COMPANY)
+    assert h.report()["duplicates"]["count"] == 0
+    assert len(company.journal_lines if what == "payment" else company.invoices) == 1
 
 
 def test_draft_invoice_updated_with_etag_then_posted(h: Harness) -> None:
