@@ -50,8 +50,7 @@ DOCUMENTED_UNSUPPORTED: dict[str, dict[str, str]] = {
         "credit_note_several_invoices": r"a BC credit memo applies to one invoice",
     },
     "sage-intacct": {
-        # documented ("rejected by Intacct, dead letter with Intacct's message"), but
-        # raised as PayloadRejectedError: see DOCUMENTED_REJECTIONS
+        "void_after_payment": r"reverses only invoices without payments or credits",
         "refund_payment": r"XML API 3.0 has no AR refund function",
         "credit_note_refunded": r"refunded in cash needs an AR refund",
         "payment_edit": r"AR payments cannot be edited once posted",
@@ -86,10 +85,7 @@ DOCUMENTED_UNSUPPORTED: dict[str, dict[str, str]] = {
 
 #: Documented limitations a platform dead-letters with the vendor's rejection rather
 #: than an ``UnsupportedEventError``: platform → (error class, pattern).
-DOCUMENTED_REJECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    # docs/platforms/sage-intacct.md, harness sandbox_gaps["void_after_payment"]
-    "sage-intacct": (("PayloadRejectedError", r"BL03002147"),),
-}
+DOCUMENTED_REJECTIONS: dict[str, tuple[tuple[str, str], ...]] = {}
 #: A write that references a document whose own event was dead-lettered (for one of
 #: the reasons above) fails with this; it is a consequence, not a new problem.
 CASCADE = re.compile(r"(?P<kind>\w+) (?P<id>\S+) was never synced")

@@ -26,6 +26,7 @@ from sinks.core.errors import (
     ReferenceMissingError,
     SinkError,
     TransientError,
+    UnsupportedEventError,
     classify_http,
     parse_retry_after,
 )
@@ -39,6 +40,11 @@ DUPLICATE_CONTROL_ID = "XL03000009"
 ALREADY_EXISTS = "BL01001973"
 CUSTOMER_INACTIVE = "BL03000130"
 SESSION_INVALID = "XL03000006"
+PAID_INVOICE = "BL03002147"
+#: Why a void of a (partly) paid invoice is dead-lettered: a limitation, not a bad payload.
+PAID_VOID = ("Sage Intacct reverses only invoices without payments or credits applied "
+             f"({PAID_INVOICE}); reverse the payments and credit adjustments in Intacct, "
+             "then replay the void from the dead-letter topic")
 
 #: errorno → (error class, meaning).
 CODES: Mapping[str, tuple[type[SinkError], str]] = {
@@ -50,8 +56,7 @@ CODES: Mapping[str, tuple[type[SinkError], str]] = {
     "BL03000018": (ReferenceMissingError, "a referenced record does not exist"),  # [A]
     "BL34000061": (ConfigurationError, "the posting date is in a closed period; reopen "
                    "the period in Intacct or change the event date"),  # [A]
-    "BL03002147": (PayloadRejectedError, "an invoice with payments applied cannot be "
-                   "reversed"),  # [A]
+    PAID_INVOICE: (UnsupportedEventError, PAID_VOID),  # [A]
     CUSTOMER_INACTIVE: (ConfigurationError, "the customer is inactive in Intacct"),  # [A]
     "XL03000000": (TransientError, "Intacct internal error"),  # [A]
 }

@@ -22,8 +22,9 @@ reason): refunds of payments and credit notes refunded in cash (the XML API 3.0
 schema has no AR refund function), edits of payments or credit notes (Intacct posts
 them; they can only be reversed), credit notes allocated to more than one invoice
 (``create_aradjustment`` names one invoice), tax-rate events (taxes are GL accounts in
-the tenant mapping). Voiding an invoice that has payments applied is rejected by
-Intacct (dead letter with Intacct's message).
+the tenant mapping), voids of invoices that have payments or credits applied
+(Intacct reverses only unsettled invoices, ``BL03002147``; the flow checks
+``TOTALDUE`` before reversing and does not reverse and re-enter the payments itself).
 
 **Tenant-level problems pause the tenant** (:class:`ConfigurationError`): a closed
 period, an unauthorised sender id. A customer made inactive in Intacct behind our
@@ -70,6 +71,8 @@ from sinks.platforms.sage_intacct.errors import (
     ALREADY_EXISTS,
     CUSTOMER_INACTIVE,
     DUPLICATE_CONTROL_ID,
+    PAID_INVOICE,
+    PAID_VOID,
     error_of,
     flow_handled,
     intacct_error,
@@ -81,6 +84,16 @@ __all__ = ["SageIntacct"]
 
 Step = Generator[PlatformRequest, PlatformResponse, Any]
 _DUPLICATE = frozenset({DUPLICATE_CONTROL_ID, ALREADY_EXISTS})
+
+
+def _settled_in_part(record: dict[str, Any]) -> bool:
+    """Whether an ``ARINVOICE`` record shows payments or credits applied (due below
+    total): Intacct would refuse to reverse it, so the void is dead-lettered with a
+    clear reason before a doomed request is sent."""
+    try:
+        return Decimal(str(record["TOTALDUE"])) != Decimal(str(record["TOTALENTERED"]))
+    except (KeyError, ArithmeticError, ValueError):
+        return False  # fields not returned: Intacct's own BL03002147 still answers
 
 
 @register
@@ -297,6 +310,11 @@ class SageIntacct(Platform):
         key = found["RECORDNO"]
         if found.get("STATE") == "Reversed":
             return WriteResult(key, raw=found, already_applied=True)
+        if _settled_in_part(found):
+            raise UnsupportedEventError(
+                f"invoice {crm_id} has payments or credits applied in Sage Intacct (total "
+                f"{found.get('TOTALENTERED')}, due {found.get('TOTALDUE')}); {PAID_VOID}",
+                platform=SPEC.name, vendor_code=PAID_INVOICE)
         when = entry.event.occurred_at.date()
         _, kind = yield from self._send(
             m.reverse_function(key, when, f"voided in CRM ({crm_id})"), "reverse invoice",

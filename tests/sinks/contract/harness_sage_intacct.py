@@ -70,6 +70,7 @@ SAGE_INTACCT = PlatformHarness(
         "credit_note_refunded": "a cash refund of a credit note needs an AR refund, which "
                                 "the XML API 3.0 lacks (UnsupportedEventError)",
         "void_after_payment": "Intacct refuses to reverse an invoice with payments applied "
-                              "(BL03002147); the flow does not reverse and re-enter payments",
+                              "(BL03002147): an UnsupportedEventError; the flow does not "
+                              "reverse and re-enter payments",
     },
 )

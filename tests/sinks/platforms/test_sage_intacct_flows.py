@@ -30,7 +30,6 @@ from schemas.models import CreditDisposition, FinancialEvent, InvoiceStatus, Op
 from sinks.core.contract import FlowRunner, PlatformRequest, SinkContext, WriteResult
 from sinks.core.errors import (
     ConfigurationError,
-    PayloadRejectedError,
     TransientError,
     UnsupportedEventError,
 )
@@ -189,13 +188,18 @@ def test_void_reverses_and_is_idempotent(books: Books) -> None:
     assert books.write(event).already_applied
 
 
-def test_void_after_payment_is_rejected_with_intacct_reason(books: Books) -> None:
+def test_void_after_payment_is_a_documented_limitation(books: Books) -> None:
     _invoice(books)
     books.write(sample_payment_event(amount=Decimal("10.00")), "payment")
     voided = sample_invoice().model_copy(update={"status": InvoiceStatus.VOID})
-    with pytest.raises(PayloadRejectedError, match="BL03002147"):
+    with pytest.raises(UnsupportedEventError,
+                       match="reverses only invoices without payments") as raised:
         books.write(sample_invoice_event(event_type="invoice.voided", version=2,
                                          invoice=voided))
+    assert raised.value.vendor_code == "BL03002147"
+    # the flow saw the payment on the invoice and sent no doomed reversal
+    assert "reverse invoice" not in books.purposes()
+    assert books.report()["documents"][0]["status"] != "VOIDED"
 
 
 def test_credit_note_applied_to_its_invoice(books: Books) -> None:

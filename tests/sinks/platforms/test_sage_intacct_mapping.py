@@ -20,6 +20,7 @@ from sinks.core.errors import (
     RateLimitedError,
     ReferenceMissingError,
     TransientError,
+    UnsupportedEventError,
 )
 from sinks.core.mapping import TenantConfig
 from sinks.platforms.sage_intacct import SageIntacct
@@ -253,6 +254,7 @@ def test_duplicate_controlid_is_left_to_the_flow() -> None:
     ("PL04000055", "Amount exceeds the amount due", PayloadRejectedError),
     ("BL99999999", "Something unheard of", PayloadRejectedError),
     ("XL03000000", "internal", TransientError),
+    ("BL03002147", "Invoice has payments applied", UnsupportedEventError),
     ("", "The accounting period is closed for posting", ConfigurationError),
 ])
 def test_function_failures_map_onto_the_taxonomy(code: str, text: str, cls: type) -> None:
