@@ -457,6 +457,7 @@ class SinkRunner:
         # Lanes park concurrently; a resumed tenant replays its parked records in
         # insertion order, which must be offset order.
         batch.parked.sort(key=lambda row: (row[2], row[3], row[4]))
+        batch.outcomes.sort(key=lambda o: (o.topic, o.partition, o.offset))
         self.store.commit_batch(batch.outcomes, batch.offsets, self.claim, batch.parked)
         self.processed += len(batch.outcomes)
         self.crash.reached("after_db_commit")

@@ -226,8 +226,10 @@ class SinkStore:
                         f"{self.group} {topic}[{partition}]: stored offset is no longer "
                         f"{expected}; another worker owns this partition now"
                     )
-            for o in outcomes:
-                conn.execute(
+            # executemany pipelines the rows: one round-trip per statement, not per row.
+            rows = list(outcomes)
+            with conn.cursor() as cur:
+                cur.executemany(
                     "INSERT INTO sink_sync_log (platform, tenant_id, event_id, aggregate_type, "
                     "aggregate_id, aggregate_version, status, last_error, external_id, "
                     "request_digest, response_digest, topic, partition, \"offset\") "
@@ -238,24 +240,25 @@ class SinkStore:
                     "attempts = sink_sync_log.attempts + 1, updated_at = now(), "
                     "request_digest = EXCLUDED.request_digest, "
                     "response_digest = EXCLUDED.response_digest",
-                    (self.platform, o.tenant_id, o.event_id, o.aggregate_type, o.aggregate_id,
-                     o.aggregate_version, o.status, o.error, o.external_id, o.request_digest,
-                     o.response_digest, o.topic, o.partition, o.offset),
+                    [(self.platform, o.tenant_id, o.event_id, o.aggregate_type, o.aggregate_id,
+                      o.aggregate_version, o.status, o.error, o.external_id, o.request_digest,
+                      o.response_digest, o.topic, o.partition, o.offset) for o in rows],
                 )
-                for u in o.updates:
-                    conn.execute(
-                        "INSERT INTO sink_external_ids (platform, tenant_id, kind, crm_id, "
-                        "external_id, version, document_number, last_event_id) "
-                        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
-                        "ON CONFLICT (platform, tenant_id, kind, crm_id) DO UPDATE SET "
-                        "external_id = EXCLUDED.external_id, "
-                        "version = COALESCE(EXCLUDED.version, sink_external_ids.version), "
-                        "document_number = COALESCE(EXCLUDED.document_number, "
-                        "sink_external_ids.document_number), "
-                        "last_event_id = EXCLUDED.last_event_id, updated_at = now()",
-                        (self.platform, o.tenant_id, u.kind, u.crm_id, u.external_id,
-                         u.version, u.document_number, o.event_id),
-                    )
+                # In record order, so a later write of the same key wins, as before.
+                cur.executemany(
+                    "INSERT INTO sink_external_ids (platform, tenant_id, kind, crm_id, "
+                    "external_id, version, document_number, last_event_id) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+                    "ON CONFLICT (platform, tenant_id, kind, crm_id) DO UPDATE SET "
+                    "external_id = EXCLUDED.external_id, "
+                    "version = COALESCE(EXCLUDED.version, sink_external_ids.version), "
+                    "document_number = COALESCE(EXCLUDED.document_number, "
+                    "sink_external_ids.document_number), "
+                    "last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+                    [(self.platform, o.tenant_id, u.kind, u.crm_id, u.external_id,
+                      u.version, u.document_number, o.event_id)
+                     for o in rows for u in o.updates],
+                )
             for tenant_id, event_id, topic, partition, offset, key, value in parked:
                 conn.execute(
                     "INSERT INTO sink_parked (platform, tenant_id, event_id, topic, partition, "
