@@ -84,12 +84,17 @@ class ZohoBooks(Platform):
                 json: Any = None, headers: Mapping[str, str] | None = None,
                 key: str | None = None, accept: frozenset[int] = frozenset(),
                 query: Mapping[str, str] | None = None) -> PlatformRequest:
+        # Zoho has no idempotency key, and the executor re-sends a keyed request after a
+        # lost response: a keyed POST (refund, credit applied, status change) would be
+        # applied twice. POSTs go unkeyed, so a lost response comes back to the runner,
+        # which re-runs the flow, and the flow looks up before posting.
         return PlatformRequest(
             method, path, purpose,
             query={**(query or {}), "organization_id": settings.organization_id},
             headers={"Content-Type": "application/json", **(headers or {})}
             if json is not None else dict(headers or {}),
-            json=json, idempotency_key=key, accept_statuses=accept)
+            json=json, idempotency_key=None if method == "POST" else key,
+            accept_statuses=accept)
 
     def classify_error(self, response: PlatformResponse) -> SinkError | None:
         return zoho_error(response.status, response.headers, response.body)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from schemas.examples import (
     sample_credit_note_event,
@@ -55,8 +56,10 @@ from sinks.core.errors import (
 )
 from sinks.core.mapping import TenantConfig
 from sinks.platforms.zoho_books import ZohoBooks
-from sinks.sandbox.core import ManualClock
+from sinks.sandbox.core import ManualClock, SyncASGITransport
 from sinks.sandbox.zoho_books import ZohoBooksSandbox
+from sinks.transport.http import HttpExecutor, SinkMetrics, make_client
+from sinks.transport.retry import RetryPolicy
 from tests.sinks.contract.harness_zoho_books import (
     ARRAY_SPEC_QUIRK,
     MAPPING,
@@ -273,6 +276,74 @@ def test_void_invoice_and_replay(h: Harness) -> None:
     assert report["payments"][0]["unapplied"] == "100.00"  # back to customer credit
     deleted = sample_invoice_event(version=4, op=Op.DELETE)
     assert h.write(deleted).already_applied
+
+
+class ExecutorHarness(Harness):
+    """Sends through the real executor, which re-sends a keyed request or an idempotent
+    method after a lost response (the harness above hands every failure back)."""
+
+    def __init__(self, sandbox: ZohoBooksSandbox) -> None:
+        super().__init__(sandbox)
+        self.executor = HttpExecutor(
+            platform="zoho-books", tenant_id=TENANT,
+            client=make_client(base_url="http://sandbox.local/books/v3",
+                               transport=SyncASGITransport(sandbox.app),
+                               headers={"Authorization": f"Zoho-oauthtoken {self.token}"}),
+            auth=None, retry=RetryPolicy(max_attempts=4, base_delay=0), sleep=lambda _: None,
+            classify=self.platform.classify_error, metrics=SinkMetrics(CollectorRegistry()))
+
+        #: purposes of POSTs whose first response is lost (armed just before sending)
+        self.drop_first: set[str] = set()
+
+    def transport(self, request: PlatformRequest) -> PlatformResponse:
+        validate(request)
+        self.sent.append(request)
+        if request.method == "POST" and request.purpose not in self.drop_first:
+            self.drop_first.add(request.purpose)
+            self.sandbox.faults.arm("drop_after_write", 1, ORG)
+        return self.executor.send(request)
+
+
+#: scenario → the POST whose lost response must not be re-sent
+_LOST_POSTS = {"credit_note_refunded": "refund credit note", "payment_refund": "refund payment",
+               "void": "void invoice"}
+
+
+@pytest.mark.parametrize("scenario", sorted(_LOST_POSTS))
+def test_executor_never_resends_a_non_idempotent_post(sandbox: ZohoBooksSandbox,
+                                                      scenario: str) -> None:
+    """Zoho's POSTs (refunds, credits applied, status changes) have no idempotency key:
+    after a lost response the flow must be re-run (lookup first), not the POST re-sent.
+    The first response of every kind of POST is lost."""
+    h = ExecutorHarness(sandbox)
+    try:
+        invoice = h.write(sample_invoice_event(), attempts=4)
+        if scenario == "credit_note_refunded":
+            event = sample_credit_note_event(invoice_id=None,
+                                             disposition=CreditDisposition.REFUNDED)
+        elif scenario == "payment_refund":
+            h.write(sample_payment_event(amount=sample_invoice().total), attempts=4)
+            event = sample_refund_event(amount=Decimal("50.00"))
+        else:
+            h.write(sample_payment_event(amount=Decimal("100.00")), attempts=4)
+            event = sample_invoice_event(version=3, op=Op.UPDATE, event_type="invoice.voided",
+                                         invoice=sample_invoice(status=InvoiceStatus.VOID))
+        h.write(event, attempts=4)
+        assert _LOST_POSTS[scenario] in h.drop_first, h.drop_first
+        assert not sandbox.faults.pending()
+        org = sandbox.orgs[ORG]
+        report = h.report()
+        assert report["duplicates"]["count"] == 0
+        if scenario == "credit_note_refunded":
+            assert len(org.creditnote_refunds) == 1
+        elif scenario == "payment_refund":
+            assert len(org.payment_refunds) == 1
+            assert Decimal(_doc(report, invoice.external_id)["balance"]) == Decimal("50.00")
+        else:
+            assert _doc(report, invoice.external_id)["status"] == "VOIDED"
+            assert report["payments"][0]["unapplied"] == "100.00"
+    finally:
+        h.client.close()
 
 
 def test_delete_payment_and_deactivate_customer(h: Harness) -> None:
