@@ -19,7 +19,6 @@ from typing import Any
 Encoder = Callable[[Any, bytearray], None]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
-_MISSING = object()
 _SMALL = [bytes([((n << 1) ^ (n >> 63)) & 0x7F]) if -64 <= n < 64 else b""
           for n in range(-64, 64)]
 
@@ -88,7 +87,8 @@ def _null(value: Any, buf: bytearray) -> None:
         raise AvroJsonError("", f"expected null, got {value!r}")
 
 
-def _decimal(precision: int, scale: int) -> Encoder:
+def _decimal(precision: int, scale: int) -> tuple[Encoder, dict[str, bytes]]:
+    """The encoder and its cache (spelling -> bytes), which record code reads inline."""
     limit = 10**precision
     quantum = Decimal(1).scaleb(-scale)
 
@@ -145,7 +145,7 @@ def _decimal(precision: int, scale: int) -> Encoder:
         data = unscaled.to_bytes((abs(unscaled).bit_length() + 8) // 8, "big", signed=True)
         write_long(len(data), buf)
         buf += data
-    return enc
+    return enc, cache
 
 
 def _timestamp_micros(value: Any, buf: bytearray) -> None:
@@ -191,7 +191,7 @@ class _Compiler:
         kind = schema["type"]
         logical = schema.get("logicalType")
         if logical == "decimal" and kind == "bytes":
-            return _decimal(schema["precision"], schema.get("scale", 0))
+            return _decimal(schema["precision"], schema.get("scale", 0))[0]
         if logical == "timestamp-micros" and kind == "long":
             return _timestamp_micros
         if logical == "date" and kind == "int":
@@ -212,45 +212,36 @@ class _Compiler:
         return name if "." in name or not ns else f"{ns}.{name}"
 
     def _record(self, schema: dict[str, Any], namespace: str | None) -> Encoder:
-        """Generate straight-line Python for the record (no per-field loop or tuple
-        unpacking; plain and nullable strings inlined): most of the encoder's time."""
+        """Generate straight-line Python for the record: no per-field loop, and the common
+        case of strings, numbers, enums, booleans, cached decimals and nullable ones
+        written inline (the function calls they replace were most of the encoder's time);
+        anything unusual falls back to the type's encoder, which also words the error."""
         full = self._full(schema, namespace)
         ns = full.rpartition(".")[0] or None
         holder: list[Encoder] = []
         self.named[full] = lambda v, b: holder[0](v, b)  # recursion while compiling
         names = [f["name"] for f in schema["fields"]]
         self.fields_of[full] = frozenset(names)
-        env: dict[str, Any] = {"M": _MISSING, "E": AvroJsonError, "wl": write_long,
+        env: dict[str, Any] = {"E": AvroJsonError, "wl": write_long,
                                "names": frozenset(names), "str": str, "type": type,
-                               "dict": dict, "len": len, "sorted": sorted, "set": set}
+                               "int": int, "dict": dict, "len": len, "sorted": sorted,
+                               "set": set}
+        required = sum("default" not in f for f in schema["fields"])
         lines = ["def enc(value, buf):",
                  "    if type(value) is not dict:",
                  "        raise E('', 'expected an object, got ' + type(value).__name__)",
-                 "    get = value.get", "    seen = 0"]
+                 "    seen = 0"]
         for i, field in enumerate(schema["fields"]):
-            name, ftype = field["name"], field["type"]
-            env[f"f{i}"] = self.compile(ftype, ns)
-            lines += [f"    x = get({name!r}, M)", "    if x is M:"]
+            name = field["name"]
+            lines += ["    try:", f"        x = value[{name!r}]", "    except KeyError:"]
             if "default" in field:
                 env[f"d{i}"] = field["default"]
-                lines.append(f"        x = d{i}")
+                lines += [f"        x = d{i}", "    else:", "        seen += 1"]
             else:
-                lines.append(f"        raise E({name!r}, 'field required')")
-            lines += ["    else:", "        seen += 1"]
-            short = ["        n = len(x)", "        if n < 64:", "            buf.append(n << 1)",
-                     "        else:", "            wl(n, buf)", "        buf += x"]
-            if ftype == "string":
-                lines += ["    if type(x) is str:", "        x = x.encode()", *short,
-                          "    else:"]
-            elif ftype == ["null", "string"]:
-                lines += ["    if x is None:", "        buf.append(0)",
-                          "    elif type(x) is str:", "        buf.append(2)",
-                          "        x = x.encode()", *short, "    else:"]
-            else:
-                lines.append("    if True:")
-            lines += ["        try:", f"            f{i}(x, buf)", "        except E as exc:",
-                      f"            raise exc.within({name!r}) from None"]
-        lines += ["    if seen != len(value):",
+                lines.append(f"        raise E({name!r}, 'field required') from None")
+            lines += ["    try:", *self._inline(field["type"], f"{i}", env, ns, "        "),
+                      "    except E as exc:", f"        raise exc.within({name!r}) from None"]
+        lines += [f"    if seen + {required} != len(value):",
                   "        raise E(sorted(set(value) - names)[0], "
                   "'unknown field (not in the schema)')"]
         exec("\n".join(lines), env)  # generated from the schema only, never from data
@@ -258,6 +249,48 @@ class _Compiler:
         holder.append(enc)
         self.named[full] = enc
         return enc
+
+    def _inline(self, ftype: Any, tag: str, env: dict[str, Any], ns: str | None,
+                pad: str) -> list[str]:
+        """Lines writing ``x`` of type ``ftype`` to ``buf``: a fast path for the values
+        the outbox writes, else a call to the full encoder ``f<tag>``."""
+        call = f"f{tag}(x, buf)"
+        env[f"f{tag}"] = self.compile(ftype, ns)
+        kind = ftype.get("type") if isinstance(ftype, dict) else ftype
+        logical = ftype.get("logicalType") if isinstance(ftype, dict) else None
+        if isinstance(ftype, list) and len(ftype) == 2 and "null" in ftype:
+            at = 1 - ftype.index("null")
+            inner = self._inline(ftype[at], f"{tag}u", env, ns, pad + "    ")
+            return [f"{pad}if x is None:", f"{pad}    buf.append({2 * (1 - at)})",
+                    f"{pad}else:", f"{pad}    buf.append({2 * at})", *inner]
+        if logical == "decimal" and kind == "bytes":
+            enc, cache = _decimal(ftype["precision"], ftype.get("scale", 0))
+            env[f"f{tag}"], env[f"c{tag}"] = enc, cache
+            return [f"{pad}h = c{tag}.get(x) if type(x) is str else None",
+                    f"{pad}if h is None:", f"{pad}    {call}", f"{pad}else:",
+                    f"{pad}    buf += h"]
+        if logical is not None:
+            return [pad + call]
+        if kind == "string":
+            return [f"{pad}if type(x) is str:", f"{pad}    x = x.encode()",
+                    f"{pad}    n = len(x)", f"{pad}    if n < 64:",
+                    f"{pad}        buf.append(n << 1)", f"{pad}    else:",
+                    f"{pad}        wl(n, buf)", f"{pad}    buf += x", f"{pad}else:",
+                    f"{pad}    {call}"]
+        if kind in ("long", "int"):
+            return [f"{pad}if type(x) is int and -64 <= x < 64:",
+                    f"{pad}    buf.append((x << 1) ^ (x >> 63))", f"{pad}else:",
+                    f"{pad}    {call}"]
+        if kind == "boolean":
+            return [f"{pad}if x is True:", f"{pad}    buf.append(1)",
+                    f"{pad}elif x is False:", f"{pad}    buf.append(0)", f"{pad}else:",
+                    f"{pad}    {call}"]
+        if kind == "enum" and len(ftype["symbols"]) <= 64:
+            env[f"s{tag}"] = {sym: i << 1 for i, sym in enumerate(ftype["symbols"])}
+            return [f"{pad}k = s{tag}.get(x) if type(x) is str else None",
+                    f"{pad}if k is None:", f"{pad}    {call}", f"{pad}else:",
+                    f"{pad}    buf.append(k)"]
+        return [pad + call]
 
     def _enum(self, schema: dict[str, Any]) -> Encoder:
         index = {s: i for i, s in enumerate(schema["symbols"])}
@@ -302,16 +335,27 @@ class _Compiler:
                   if isinstance(b, str) else self._full(b, namespace))
                  for i, b in others if isinstance(b, str) or b.get("type") == "record"]
 
+        # record branches by field count: the JSON object's size nearly always leaves one
+        # candidate, so one set comparison picks the branch (instead of one per branch)
+        by_size: dict[int, list[tuple[int, frozenset[str]]]] = {}
+        for i, n in names:
+            fields = self.fields_of.get(n)
+            if fields is None:  # a named type compiled later (recursion): resolve lazily
+                by_size.clear()
+                break
+            by_size.setdefault(len(fields), []).append((i, fields))
+        lazy = not by_size and bool(names)
+
         def multi(value: Any, buf: bytearray) -> None:
             if value is None and nullable:
                 write_long(null_at, buf)
                 return
             if type(value) is dict:  # a record branch: pick the one with exactly these fields
                 keys = value.keys()
-                size = len(keys)
-                matches = [i for i, n in names
-                           if len(self.fields_of.get(n, ())) == size
-                           and self.fields_of.get(n) == keys]
+                if lazy:
+                    matches = [i for i, n in names if self.fields_of.get(n) == keys]
+                else:
+                    matches = [i for i, f in by_size.get(len(keys), ()) if f == keys]
                 if len(matches) == 1:
                     write_long(matches[0], buf)
                     encs[matches[0]](value, buf)
