@@ -87,16 +87,20 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
 
 
 def run_worker(bootstrap: str, registry: str, names: Topics, guarantee: str, data: Path,
-               expected_inputs: list[str], timeout: float) -> dict[str, float]:
+               expected_inputs: list[str], timeout: float, profile: Path | None = None,
+               extra: list[str] | None = None) -> dict[str, float]:
     app_id = f"{names.processor_app_id}.{guarantee}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            "SCHEMA_REGISTRY_URL": registry}
     log = (data / f"{guarantee}.log").open("wb")
     started = time.perf_counter()
+    prefix = [sys.executable]
+    if profile is not None:  # cProfile of the worker's event loop (the main thread)
+        prefix += ["-m", "cProfile", "-o", str(profile / f"{guarantee}.prof")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_processors", "--topic-suffix", names.suffix,
+        [*prefix, "-m", "stream_processors", "--topic-suffix", names.suffix,
          "--app-id", app_id, "--data-dir", str(data / guarantee),
-         "--processing-guarantee", guarantee, "--log-level", "warn"],
+         "--processing-guarantee", guarantee, "--log-level", "warn", *(extra or [])],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     first_progress = None
     peak_rss = 0.0
@@ -137,6 +141,15 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument("--guarantees", default="exactly_once,at_least_once",
+                        help="comma-separated processing guarantees to run, in order")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write a cProfile of each worker to DIR/<guarantee>.prof "
+                             "(slows the worker; the figures are then not recorded)")
+    parser.add_argument("--no-record", action="store_true",
+                        help="print the figures without appending them to RESULTS.md")
+    parser.add_argument("--worker-arg", action="append", default=[],
+                        help="extra flag for the worker, e.g. --worker-arg=--max-poll-records=2000")
     args = parser.parse_args()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     registry = os.environ["SCHEMA_REGISTRY_URL"]
@@ -156,13 +169,18 @@ def main() -> None:
         raw = asyncio.run(raw_consume(bootstrap, names.crm_financial_events, n_fin))
         print(f"raw aiokafka consume: {raw:,.0f} records/s")
         inputs = [names.crm_financial_events, names.crm_customers]
-        results = {g: run_worker(bootstrap, registry, names, g, data, inputs, args.timeout)
-                   for g in ("exactly_once", "at_least_once")}
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        results = {g: run_worker(bootstrap, registry, names, g, data, inputs, args.timeout,
+                                 args.profile, args.worker_arg)
+                   for g in args.guarantees.split(",")}
         for g, r in results.items():
             print(f"{g}: {r['events_per_s']:,.0f} events/s steady, "
                   f"{r['events_per_s_incl_startup']:,.0f} incl. start-up, "
                   f"{r['seconds']:.1f}s, peak RSS {r['peak_rss_mb']:.0f} MB")
-        append_results(args, len(events), raw, results)
+        print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
+        if not (args.no_record or args.profile):
+            append_results(args, len(events), raw, results)
     finally:
         if not args.keep_topics:
             delete_topics(bootstrap, names, names.processor_app_id)

@@ -117,6 +117,10 @@ class LedgerProcessor:
         self._ledger_rows = ParsedRows(CustomerLedger.from_bytes)
         self._customer_rows = ParsedRows(CustomerRow.from_bytes)
         self._tax_rows = ParsedRows(TaxBook.from_bytes)
+        # events decoded when they were parked, by (topic, partition, offset), so a
+        # drain does not decode and validate them a second time
+        self._parked_events: ParsedRows[FinancialEvent] = ParsedRows(
+            self._decode_financial, max_entries=20_000)
         self.app = faust.App(
             app_id,
             broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")),
@@ -125,6 +129,7 @@ class LedgerProcessor:
             datadir=str(settings.data_dir / app_id),
             web_enabled=False,
             broker_commit_interval=settings.commit_interval_seconds,
+            producer_linger=settings.producer_linger_ms / 1000.0,
             broker_max_poll_records=settings.max_poll_records,
             # faust pauses a partition whose stream buffer is "under pressure" and
             # relies on a pressure-drop callback to resume it; with one agent over
@@ -143,6 +148,9 @@ class LedgerProcessor:
             broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
         )
         self._build()
+
+    def _decode_financial(self, raw: bytes | None) -> FinancialEvent:
+        return self.decoders[self.names.crm_financial_events].decode(raw)
 
     # ------------------------------------------------------------------ wiring
 
@@ -293,7 +301,8 @@ class LedgerProcessor:
             if all(p.event_id != ev.event_id for p in queue):
                 queue.append(self._parked(msg, ev, "behind a parked event", "Parked"))
                 self._save_queue(msg, key, queue)
-            await self.drain(msg, key, time.time())
+            if self._may_drain(key, queue[0]):
+                await self.drain(msg, key, time.time())
             return
         outcome = await self.on_financial(msg, ev, key, customer_id)
         if isinstance(outcome, Park):
@@ -386,8 +395,28 @@ class LedgerProcessor:
     # ------------------------------------------------------------------ parking
 
     def _parked(self, msg: Message, ev: FinancialEvent, reason: str, cls: str) -> ParkedEvent:
+        self._parked_events.put((msg.topic, msg.partition, msg.offset), msg.value, ev)
         return ParkedEvent(msg.topic, msg.partition, msg.offset, msg.key or b"",
                            msg.value or b"", ev.event_id, time.time(), reason, cls)
+
+    def _may_drain(self, key: bytes, head: ParkedEvent) -> bool:
+        """Whether retrying a key's queue can succeed now. A queue waiting for its
+        customer cannot move until that customer arrives (:meth:`on_customer` drains
+        it then; ticks still drain it for the grace period): retrying it for every
+        event of the key decoded and re-parked the head each time — O(n) work per
+        event while a customer was late, which dominated catch-up after a restart."""
+        if head.error_class != "UnknownCustomer":
+            return True
+        row = self._customer_rows.get(key, self.customers.get(key))
+        return row is not None and row.customer is not None
+
+    def _decode_parked(self, parked: ParkedEvent) -> FinancialEvent:
+        """The event a parked record holds: the one decoded when it was parked if it is
+        still cached for exactly these bytes, else decoded (and validated) again."""
+        decoder = self.decoders[parked.topic]
+        return self._parked_events.get(
+            (parked.topic, parked.partition, parked.offset), parked.value,
+            parse=decoder.decode)
 
     def _save_queue(self, msg: Message, key: bytes, queue: list[ParkedEvent]) -> None:
         """Write a key's queue and keep the partition index in step."""
@@ -415,7 +444,7 @@ class LedgerProcessor:
             if remaining:
                 remaining.append(parked)
                 continue
-            ev = self.decoders[parked.topic].decode(parked.value)
+            ev = self._decode_parked(parked)
             _, customer_id = parse_message_key(parked.key)
             outcome = await self.on_financial(msg, ev, key, customer_id)
             if isinstance(outcome, Park):

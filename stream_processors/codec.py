@@ -25,8 +25,8 @@ from faust.serializers.codecs import Codec
 
 from schemas import avsc, serde
 from schemas.models import AvroRecord
-from schemas.models.base import to_avro_tagged
 from schemas.topics import value_subject
+from stream_processors.avro_writer import record_writer
 
 R = TypeVar("R", bound=AvroRecord)
 _HEADER = struct.Struct(">bI")
@@ -39,10 +39,11 @@ class AvroDecodeError(ValueError):
 class ConfluentAvroCodec(Codec, Generic[R]):
     """Avro values of one ``topic`` as instances of ``model``.
 
-    Encoding and decoding frame the bytes directly with fastavro and the contract's
-    parsed schema (``schemas.avsc``), converting with the models' ``to_avro`` /
-    ``from_avro`` — byte-for-byte what ``schemas.serde``'s serializers write, which
-    the tests check. Why not call those serializers per message: confluent-kafka
+    Encoding frames the bytes of :mod:`.avro_writer` (the contract's schema compiled
+    to write straight from the model); decoding reads with fastavro and the parsed
+    schema (``schemas.avsc``) and builds the model with ``from_avro`` — byte-for-byte
+    what ``schemas.serde``'s serializers write and read, which the tests check. Why
+    not call those serializers per message: confluent-kafka
     2.16's ``AvroSerializer``/``AvroDeserializer`` walk the whole schema for
     data-contract rules on every call (``get_inline_tags``), about 1 ms per record
     here, more than everything else the processor does. ``schemas.serde`` still
@@ -65,6 +66,7 @@ class ConfluentAvroCodec(Codec, Generic[R]):
         self.subject = value_subject(topic)
         self._schema_text = avsc.schema_str(model.avro_name)
         self._reader = avsc.parsed(model.avro_name)
+        self._write = record_writer(model)
         self._canonical = _canonical(self._schema_text)
         self._schema_id: int | None = None
         self._writers: dict[int, tuple[Any, bool]] = {}
@@ -84,10 +86,9 @@ class ConfluentAvroCodec(Codec, Generic[R]):
         return self._schema_id
 
     def encode(self, value: R) -> bytes:
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(serde.MAGIC_BYTE, self.schema_id))
-        fastavro.schemaless_writer(buf, self._reader, to_avro_tagged(value))
-        return buf.getvalue()
+        buf = bytearray(_HEADER.pack(serde.MAGIC_BYTE, self.schema_id))
+        self._write(value, buf)
+        return bytes(buf)
 
     def _writer(self, schema_id: int) -> tuple[Any, bool]:
         found = self._writers.get(schema_id)

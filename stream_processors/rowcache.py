@@ -10,7 +10,7 @@ after a changelog recovery) does not hold.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,17 +20,19 @@ class ParsedRows(Generic[T]):
     def __init__(self, parse: Callable[[bytes | None], T], max_entries: int = 50_000) -> None:
         self._parse = parse
         self._max = max_entries
-        self._rows: dict[bytes, tuple[bytes | None, T]] = {}
+        self._rows: dict[Hashable, tuple[bytes | None, T]] = {}
 
-    def get(self, key: bytes, raw: bytes | None) -> T:
+    def get(self, key: Hashable, raw: bytes | None,
+            parse: Callable[[bytes | None], T] | None = None) -> T:
+        """The parsed form of ``raw`` (``parse`` overrides the cache's parser)."""
         hit = self._rows.get(key)
         if hit is not None and hit[0] == raw:
             return hit[1]
-        value = self._parse(raw)
+        value = (parse or self._parse)(raw)
         self.put(key, raw, value)
         return value
 
-    def put(self, key: bytes, raw: bytes | None, value: T) -> None:
+    def put(self, key: Hashable, raw: bytes | None, value: T) -> None:
         if len(self._rows) >= self._max and key not in self._rows:
             self._rows.pop(next(iter(self._rows)))
         self._rows[key] = (raw, value)
