@@ -458,8 +458,12 @@ class NetSuiteRest(Platform):
             if known is None:
                 known = yield from self._find_id(record, settings.external_id(eid_kind, crm_id))
             if known is None:
+                # Typically a consequence: the document's own event was dead-lettered
+                # (a payment with a tip), so this one cannot apply to it either.
                 raise ReferenceMissingError(
-                    f"{kind} {crm_id} was never synced to NetSuite; cannot apply to it",
+                    f"{kind} {crm_id} was never synced to NetSuite; cannot apply to it (if "
+                    f"its own event was dead-lettered, record it in NetSuite with external "
+                    f"id {settings.external_id(eid_kind, crm_id)} and replay this event)",
                     platform=self.spec.name)
             out[crm_id] = known
         return out
