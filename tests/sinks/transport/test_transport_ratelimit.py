@@ -35,17 +35,18 @@ class Clock:
 
 def test_minute_window_is_paced_so_no_rolling_minute_exceeds_the_limit() -> None:
     """Xero's 60/min is counted over a rolling minute: a full bucket of 60 plus its
-    refill would allow ~119 calls in the first minute. Paced: one call, then one every
-    60/59 s."""
+    refill would allow ~119 calls in the first minute. Paced: one call, then (the half
+    token carried) one after 0.5 * 60/58.5 s, then one every 60/58.5 s."""
     clock = Clock()
     limiter = InMemoryRateLimiter({"xero": XERO}, clock=clock)
     assert limiter.reserve("xero", "t1") == 0
     wait = limiter.reserve("xero", "t1")
-    assert wait == pytest.approx(60 / 59)
+    assert wait == pytest.approx(0.5 * 60 / 58.5)
     clock.now += wait / 2
     assert limiter.reserve("xero", "t1") == pytest.approx(wait / 2)
     clock.now += wait / 2
     assert limiter.reserve("xero", "t1") == 0
+    assert limiter.reserve("xero", "t1") == pytest.approx(60 / 58.5)
     # another tenant has its own budget
     assert limiter.reserve("xero", "t2") == 0
 
@@ -67,7 +68,8 @@ def test_daily_window_keeps_its_burst_and_binds() -> None:
             granted += 1
             last_grant = now
     assert granted == 100
-    assert last_grant == pytest.approx(99 * 60 / 59, rel=1e-3)  # paced by the minute window
+    # paced by the minute window: the carried half token, then one every 60/58.5 s
+    assert last_grant == pytest.approx(98.5 * 60 / 58.5, rel=1e-3)
     assert wait > 60
 
 
@@ -78,7 +80,7 @@ def test_refused_request_spends_nothing() -> None:
     state, _ = take(policy, state, 0.2)
     state2, wait = take(policy, state, 0.4)  # the hourly window (2) is spent
     assert wait == pytest.approx(1800 - 0.4)
-    assert state2.tokens["10/1"] == pytest.approx(1.0)  # the paced window kept its token
+    assert state2.tokens["10/1"] == pytest.approx(1.5)  # the paced window kept its tokens
 
 
 @settings(max_examples=50)
@@ -110,6 +112,21 @@ def test_never_exceeds_capacity_plus_refill(gaps: list[float]) -> None:
         state, wait = take(policy, state, now)
         granted += wait == 0
     assert granted <= window.limit + now * window.limit / window.seconds + 1e-6
+
+
+def test_a_late_waiter_loses_no_budget() -> None:
+    """Waiters that come a little after their token (a quarter interval late, each
+    time) still get the full paced rate: the carry makes up the lateness."""
+    policy = RateLimitPolicy((RateWindow(500, 60),))
+    state, now, grants = BucketState(refilled_at=0.0), 0.0, 0
+    interval = 60 / 498.5
+    while now < 600:
+        state, wait = take(policy, state, now)
+        if wait == 0:
+            grants += 1
+            wait = interval * 0.05
+        now += wait + interval * 0.25
+    assert grants >= 0.99 * 600 * 498.5 / 60
 
 
 def test_pause_honours_retry_after() -> None:
