@@ -103,6 +103,10 @@ class PipelineConfig:
     sink_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: Restart a sink that died (SIGKILL from crash injection) up to this many times.
     max_sink_restarts: int = 0
+    #: Keep a sink's ``LEDGERSTREAM_SINK_CRASH_AT`` for this many starts only (``None``:
+    #: always). A crash point counts every record on the shared topic, so without a cap
+    #: the number of kills grows with the run and each costs a group rebalance.
+    crash_starts: int | None = None
     #: Faults armed on a platform's sandbox before the run (``Sandbox.apply_fault`` specs).
     sandbox_faults: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     workdir: Path | None = None
@@ -543,6 +547,9 @@ class Pipeline:
                     and service.starts <= self.config.max_sink_restarts):
                 log.info("%s was killed (crash injection); restarting", name)
                 self.state.restarts[platform] = service.starts
+                if (self.config.crash_starts is not None
+                        and service.starts >= self.config.crash_starts):
+                    service.env.pop("LEDGERSTREAM_SINK_CRASH_AT", None)
                 service.start()
                 continue
             raise PipelineError(f"{name} exited with code {code}; log tail:\n"
