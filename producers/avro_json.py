@@ -353,9 +353,9 @@ class _Compiler:
             if type(value) is dict:  # a record branch: pick the one with exactly these fields
                 keys = value.keys()
                 if lazy:
-                    matches = [i for i, n in names if self.fields_of.get(n) == keys]
+                    matches = [i for i, n in names if keys == self.fields_of.get(n)]
                 else:
-                    matches = [i for i, f in by_size.get(len(keys), ()) if f == keys]
+                    matches = [i for i, f in by_size.get(len(keys), ()) if keys == f]
                 if len(matches) == 1:
                     write_long(matches[0], buf)
                     encs[matches[0]](value, buf)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -30,6 +30,18 @@ class Serde:
         )
         self._serializers: dict[tuple[str, str], AvroSerializer] = {}
         self._contexts: dict[str, SerializationContext] = {}
+        self._framing: dict[tuple[str, str], bytes] = {}
+
+    def framing(self, topic: str, record: str = FINANCIAL_EVENT) -> bytes:
+        """Magic byte + schema id of ``record`` under ``<topic>-value``, registered as the
+        serializer registers it (same subject, same schema string, hence the same id), for
+        encoders that write the Avro body themselves without building a model first."""
+        prefix = self._framing.get((record, topic))
+        if prefix is None:
+            schema_id = self.registry.register_schema(f"{topic}-value",
+                                                      Schema(schema_str(record), "AVRO"))
+            prefix = self._framing[(record, topic)] = b"\0" + schema_id.to_bytes(4, "big")
+        return prefix
 
     def _serializer(self, record: str, topic: str) -> AvroSerializer:
         found = self._serializers.get((record, topic))

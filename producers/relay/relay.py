@@ -59,6 +59,9 @@ class RelaySettings(ProducerSettings):
         default="schema", description="schema: envelope + Avro schema (fast); contract: "
                                       "the full pydantic models too (see RowEncoder)")
     delivery_timeout_s: float = 120.0
+    compression: Literal["lz4", "none", "zstd", "snappy", "gzip"] = Field(
+        default="lz4", description="producer compression.type (see bench/RESULTS.md for "
+                                   "the CPU it costs the relay and the broker)")
     exit_when_idle: bool = Field(default=False,
                                  description="stop once the outbox is empty (bench, backfill)")
     fault_pause_before_commit_s: float = Field(
@@ -124,7 +127,8 @@ class Relay:
         self.topics = settings.topics
         self.producer = make_producer(settings.kafka_bootstrap_servers,
                                       linger_ms=settings.linger_ms,
-                                      client_id=f"ledgerstream-relay-{settings.instance_id}")
+                                      client_id=f"ledgerstream-relay-{settings.instance_id}",
+                                      **{"compression.type": settings.compression})
         self.serde = Serde(settings.schema_registry_url)
         self.encoder = RowEncoder(self.serde, self.topics, settings.validation)
         self.conn = psycopg.connect(settings.database_url)

@@ -18,7 +18,6 @@ from producers.avro_json import AvroJsonError, compile_schema
 from producers.events import UnknownEventTypeError, check_event_type, op_for
 from producers.routing import topic_for
 from producers.serde import Serde
-from schemas import examples
 from schemas.avsc import compose
 from schemas.models import PAYLOAD_TYPES, AggregateType, FinancialEvent, Op
 from schemas.topics import FINANCIAL_EVENT, Topics, parse_message_key
@@ -82,6 +81,17 @@ class _Route:
     type_header: bytes
 
 
+_RECORD = {AggregateType.CUSTOMER: "Customer", AggregateType.INVOICE: "Invoice",
+           AggregateType.PAYMENT: "Payment", AggregateType.CREDIT_NOTE: "CreditNote",
+           AggregateType.TAX_RATE: "TaxRate"}
+"""The Avro record of each aggregate type's payload (a branch of the envelope's union)."""
+
+
+def _payload_union(envelope: dict[str, Any]) -> list[dict[str, Any]]:
+    field = next(f for f in envelope["fields"] if f["name"] == "payload")
+    return [b for b in field["type"] if isinstance(b, dict) and b.get("type") == "record"]
+
+
 def _short(exc: ValidationError, prefix: str = "") -> str:
     parts = [
         f"{'.'.join(str(p) for p in (prefix, *err['loc']) if p) or '<root>'}: {err['msg']}"
@@ -111,9 +121,13 @@ class RowEncoder:
         self.topics = topics
         self.validation = validation
         self._compiled = compile_schema(compose(FINANCIAL_EVENT))
-        self._prefix: dict[str, bytes] = {}
-        self._fields = {agg: frozenset(model.model_fields)
-                        for agg, model in PAYLOAD_TYPES.items()}
+        # the payload record of each aggregate type and its fields, from the Avro schema
+        # (not the pydantic models: the default path never builds a model)
+        branches = {branch["name"]: frozenset(f["name"] for f in branch["fields"])
+                    for branch in _payload_union(compose(FINANCIAL_EVENT))}
+        self._records = {agg: _RECORD.get(agg) or PAYLOAD_TYPES[agg].__name__
+                         for agg in AggregateType}
+        self._fields = {agg: branches[name] for agg, name in self._records.items()}
         self._routes: dict[tuple[str, str], _Route] = {}
 
     def _route(self, row: OutboxRow) -> _Route:
@@ -126,7 +140,7 @@ class RowEncoder:
             route = self._routes[(row.aggregatetype, row.type)] = _Route(
                 agg=agg, op=op_for(row.type).value, fields=self._fields[agg],
                 id_field="code" if agg is AggregateType.TAX_RATE else "id",
-                record=PAYLOAD_TYPES[agg].__name__, topic=topic_for(agg, self.topics),
+                record=self._records[agg], topic=topic_for(agg, self.topics),
                 type_header=row.type.encode())
         return route
 
@@ -187,11 +201,7 @@ class RowEncoder:
 
     def _framing(self, topic: str) -> bytes:
         """Magic byte + schema id of ``topic``'s subject, registered through the serde."""
-        prefix = self._prefix.get(topic)
-        if prefix is None:
-            prefix = self._prefix[topic] = self.serde.event(
-                topic, examples.sample_customer_event())[:5]
-        return prefix
+        return self.serde.framing(topic)
 
     def fast_value(self, row: OutboxRow) -> tuple[AggregateType, bytes]:
         """Envelope checks + schema-compiled Avro (see the class docstring)."""
