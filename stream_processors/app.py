@@ -33,6 +33,7 @@ from typing import Any
 import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from faust.types import EventT, Message
+from prometheus_client import Counter
 
 from schemas import serde
 from schemas.models import (
@@ -113,6 +114,8 @@ class LedgerProcessor:
         self.ticks = ticks_topic(app_id)
         self.partitions = partitions
         self._pending_keys: dict[int, int] = {}
+        self._tids: dict[tuple[str, int], str] = {}
+        self._children: dict[tuple[int, str], Any] = {}
         self._background: set[asyncio.Future[Any]] = set()
         self._ledger_rows = ParsedRows(CustomerLedger.from_bytes)
         self._customer_rows = ParsedRows(CustomerRow.from_bytes)
@@ -202,21 +205,34 @@ class LedgerProcessor:
 
     def _transactional_id(self, msg: Message) -> str | None:
         """The transactional producer faust keeps for this input partition (EOS v1:
-        ``<app id>-<topic group>-<partition>``), so our records share its transaction."""
+        ``<app id>-<topic group>-<partition>``), so our records share its transaction.
+        Cached: the topic groups are fixed once the app is built."""
         if not self.eos:
             return None
-        group = self.app.assignor.group_for_topic(msg.topic)
-        return f"{self.app.conf.id}-{group}-{msg.partition}"
+        tp = (msg.topic, msg.partition)
+        found = self._tids.get(tp)
+        if found is None:
+            group = self.app.assignor.group_for_topic(msg.topic)
+            found = self._tids[tp] = f"{self.app.conf.id}-{group}-{msg.partition}"
+        return found
+
+    def _counter(self, metric: Counter, label: str) -> Any:
+        """A labelled child of ``metric``, looked up once (``labels()`` takes a lock
+        and builds a key on every call; this runs several times per event)."""
+        found = self._children.get((id(metric), label))
+        if found is None:
+            found = self._children[(id(metric), label)] = metric.labels(label)
+        return found
 
     async def emit(self, msg: Message, topic: str, key: bytes, value: bytes) -> None:
         if self.settings.faust_native_output:
             await self._native[topic].send(key=key, value=value)
-            self.metrics.events_out.labels(topic).inc()
+            self._counter(self.metrics.events_out, topic).inc()
             return
         fut = await self.app.producer.send(
             topic, key, value, None, None, None, transactional_id=self._transactional_id(msg)
         )
-        self.metrics.events_out.labels(topic).inc()
+        self._counter(self.metrics.events_out, topic).inc()
         if isinstance(fut, asyncio.Future):
             fut.add_done_callback(self._check_delivery)
 
@@ -278,7 +294,7 @@ class LedgerProcessor:
 
     async def on_message(self, event: EventT) -> None:
         msg = event.message
-        self.metrics.events_in.labels(msg.topic).inc()
+        self._counter(self.metrics.events_in, msg.topic).inc()
         if msg.topic == self.ticks:
             await self.on_tick(msg)
             return
@@ -375,7 +391,7 @@ class LedgerProcessor:
             await self.drain(msg, key, time.time())
 
     async def on_tax_rate(self, msg: Message) -> None:
-        self.metrics.events_in.labels(msg.topic).inc()
+        self._counter(self.metrics.events_in, msg.topic).inc()
         if msg.value is None:
             return
         try:
