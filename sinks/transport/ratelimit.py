@@ -276,6 +276,22 @@ class PostgresRateLimiter(RateLimiter):
         self, platform: str, tenant_id: str, change: Callable[[BucketState, float], BucketState]
     ) -> BucketState:
         with connection(self._db) as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO sink_rate_budgets (platform, tenant_id, refilled_at)"
+                " VALUES (%s, %s, COALESCE(%s, extract(epoch FROM clock_timestamp())))"
+                " ON CONFLICT DO NOTHING",
+                (platform, tenant_id, self._clock() if self._clock is not None else None),
+            )
+            found = conn.execute(
+                "SELECT tokens, refilled_at, paused_until FROM sink_rate_budgets"
+                " WHERE platform = %s AND tenant_id = %s FOR UPDATE",
+                (platform, tenant_id),
+            ).fetchone()
+            assert found is not None
+            # The time is read only now, holding the row: read before the lock, it would
+            # be as old as the wait for the lock, and a worker queued behind others would
+            # find the bucket emptier than it is and sleep past its token (budget lost
+            # under contention).
             if self._clock is not None:
                 now = self._clock()
             else:
@@ -284,17 +300,6 @@ class PostgresRateLimiter(RateLimiter):
                 ).fetchone()
                 assert row is not None
                 now = float(row[0])
-            conn.execute(
-                "INSERT INTO sink_rate_budgets (platform, tenant_id, refilled_at)"
-                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (platform, tenant_id, now),
-            )
-            found = conn.execute(
-                "SELECT tokens, refilled_at, paused_until FROM sink_rate_budgets"
-                " WHERE platform = %s AND tenant_id = %s FOR UPDATE",
-                (platform, tenant_id),
-            ).fetchone()
-            assert found is not None
             tokens, refilled_at, paused_until = found
             state = BucketState(
                 tokens={k: float(v) for k, v in (tokens or {}).items()},

@@ -263,3 +263,22 @@ def test_pause_is_shared(db: str) -> None:
     assert b.reserve("qbo", "realm") == pytest.approx(60)
     clock.now += 60
     assert b.reserve("qbo", "realm") == 0
+
+
+def test_budget_time_is_read_after_the_row_lock(db: str) -> None:
+    """A worker queued behind another's lock must judge the bucket at the time it gets
+    the row, not when it started waiting: else it finds the bucket emptier than it is
+    and sleeps past its token."""
+    clock = FrozenClock()
+    limiter = PostgresRateLimiter(db, {"p": RateLimitPolicy((RateWindow(1, 10),))}, clock=clock)
+    assert limiter.reserve("p", "t") == 0  # the bucket is now empty until t + 10 s
+    result: list[float] = []
+    with psycopg.connect(db) as holder:
+        holder.execute("SELECT 1 FROM sink_rate_budgets WHERE platform = 'p' FOR UPDATE")
+        worker = threading.Thread(target=lambda: result.append(limiter.reserve("p", "t")))
+        worker.start()
+        time.sleep(0.5)  # the worker is blocked on the row
+        clock.now += 10  # its token comes due while it waits
+        holder.commit()
+    worker.join(10)
+    assert result == [0]
