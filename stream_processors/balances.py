@@ -298,12 +298,17 @@ def compute_balances(
     customer_id: str,
     last_event_id: str,
     currencies: Iterable[str] | None = None,
+    invoice_ids: Iterable[str] | None = None,
 ) -> Balances:
     """Every invoice balance and the customer's balance per currency.
 
     ``currencies`` limits the customer balances returned (all the ledger knows by
-    default); invoice balances are always complete.
+    default); ``invoice_ids`` limits the invoice balances returned (all by default).
+    Every document still counts towards the customer's figures; the limits only spare
+    building (and validating) models nobody reads — the processor needs the invoices
+    one event touched, not all of the customer's.
     """
+    wanted_invoices = None if invoice_ids is None else set(invoice_ids)
     as_of = ledger.as_of or EPOCH
     invoices: dict[str, _InvoiceAcc] = {}
     accs: dict[str, _CurrencyAcc] = {}
@@ -370,6 +375,8 @@ def compute_balances(
                 buckets = aging.setdefault(doc.currency, {})
                 name = aging_bucket(days)
                 buckets[name] = buckets.get(name, ZERO) + open_
+        if wanted_invoices is not None and doc.id not in wanted_invoices:
+            continue
         out_invoices[doc.id] = InvoiceBalance(
             invoice_id=doc.id, currency=doc.currency, total=total, paid=inv.paid,
             credited=inv.credited, open_balance=open_,

@@ -226,7 +226,7 @@ def process_financial_event(
         return Result(applied.verdict, applied.ledger, None, ())
 
     balances = compute_balances(applied.ledger, event.tenant_id, customer_id, event.event_id,
-                                applied.currencies)
+                                applied.currencies, applied.invoice_ids)
     invoice_balances = tuple(
         balances.invoices[i] for i in applied.invoice_ids if i in balances.invoices
     )
@@ -260,7 +260,7 @@ def customer_entry(
     if snapshot is not None and ledger.docs:
         currency = snapshot.default_currency
         balance = compute_balances(
-            ledger, event.tenant_id, customer_id, ledger.recent_event_ids[-1], [currency]
+            ledger, event.tenant_id, customer_id, ledger.recent_event_ids[-1], [currency], ()
         ).customers.get(currency)
     return LedgerEntry(event=event, customer=snapshot, customer_balance=balance,
                        processed_at=processed_at)

@@ -212,3 +212,19 @@ def test_ledger_round_trips_through_bytes() -> None:
     ledgers, _ = run([INV, sample_payment_event(amount=D("1.00"))])
     ledger = ledgers["c1"]
     assert CustomerLedger.from_bytes(ledger.to_bytes()) == ledger
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=histories(), data=st.data())
+def test_limiting_invoice_balances_changes_no_figure(
+    history: list[FinancialEvent], data: st.DataObject
+) -> None:
+    """The processor asks only for the invoices an event touched; every figure must be
+    what the full computation gives."""
+    ledgers, _ = run(history)
+    for customer, ledger in ledgers.items():
+        full = compute_balances(ledger, TENANT, customer, "x")
+        some = data.draw(st.lists(st.sampled_from(sorted(full.invoices) or ["none"])))
+        limited = compute_balances(ledger, TENANT, customer, "x", invoice_ids=some)
+        assert limited.customers == full.customers
+        assert limited.invoices == {i: full.invoices[i] for i in some if i in full.invoices}
