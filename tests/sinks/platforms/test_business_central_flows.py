@@ -498,3 +498,17 @@ def test_spec_refuses_undeclared_fields_and_keeps_v2_corrections() -> None:
     raw = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
     for name, fields in V2_DATE_FIELDS.items():
         assert all(raw[name]["properties"][f]["format"] == "date-time" for f in fields)
+
+
+@pytest.mark.xfail(strict=True, raises=UnsupportedEventError, reason=(
+    "known gap (docs/platforms/business-central.md): a delete event carries no payload, so "
+    "a replayed payment delete cannot tell lines it deleted from lines a user posted"))
+def test_payment_delete_whose_response_was_lost_is_already_applied(h: Harness) -> None:
+    h.write(invoice_entry())
+    h.write(entry_of(ex.sample_payment_event()))
+    delete = ex.sample_payment_event().model_copy(update={
+        "op": Op.DELETE, "payload": None, "event_type": "payment.deleted",
+        "event_id": ex.event_id_for("del")})
+    h.sandbox.faults.arm("drop_after_write", 1, COMPANY)  # the delete $batch's answer
+    assert h.write(entry_of(delete)).external_id
+    assert h.sandbox.company(COMPANY).journal_lines == {}
