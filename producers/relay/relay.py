@@ -97,15 +97,14 @@ class _Reports:
         if err is not None:
             self.failed.append((err, msg))
 
-    def failed_rows(self, sent: list[tuple[str, str, bytes]]
-                    ) -> dict[str, KafkaError] | None:
+    def failed_rows(self, sent: list[tuple[str, Encoded]]) -> dict[str, KafkaError] | None:
         """Row id -> error of every failed record, or None if one cannot be named.
 
         Delivery reports carry no headers, so a record is named by its value: the Avro
         bytes hold the event id, so no two rows of a batch share them."""
         if not self.failed:
             return {}
-        by_value = {value: row_id for row_id, _, value in sent}
+        by_value = {enc.value: row_id for row_id, enc in sent}
         out: dict[str, KafkaError] = {}
         for err, msg in self.failed:
             row_id = by_value.get(msg.value())  # type: ignore[arg-type]
@@ -180,7 +179,7 @@ class Relay:
     def _publish(self, rows: list[OutboxRow]
                  ) -> tuple[list[str], list[tuple[str, str, str]]]:
         dead: list[tuple[str, str, str]] = []
-        sent: list[tuple[str, str, bytes]] = []  # (row id, topic, value), produce order
+        sent: list[tuple[str, Encoded]] = []  # in produce order
         refused: list[tuple[str, KafkaError]] = []
         reports = _Reports()
         encode, produce = self.encoder.encode, self._produce
@@ -193,7 +192,7 @@ class Relay:
                 continue
             err = produce(enc, reports)
             if err is None:
-                sent.append((row.id, enc.topic, enc.value))
+                sent.append((row.id, enc))
             else:
                 refused.append((row.id, err))
         self._flush()
@@ -202,13 +201,17 @@ class Relay:
         failed = reports.failed_rows(sent)
         if failed is None:
             raise BatchAbortedError(f"delivery failed: {reports.failed[0][0]}")
+        refused_by_broker = [row_id for row_id, err in failed.items()
+                             if err.code() in PERMANENT_DELIVERY_ERRORS]
+        if len(refused_by_broker) > 1:
+            self._resend_alone(refused_by_broker, dict(sent), failed)
         published: list[str] = []
         topics: dict[str, int] = {}
-        for row_id, topic, _ in sent:
+        for row_id, enc in sent:
             err = failed.get(row_id)
             if err is None:
                 published.append(row_id)
-                topics[topic] = topics.get(topic, 0) + 1
+                topics[enc.topic] = topics.get(enc.topic, 0) + 1
             elif err.code() in PERMANENT_DELIVERY_ERRORS:
                 refused.append((row_id, err))
             else:
@@ -219,6 +222,29 @@ class Relay:
             metrics.RELAY_EVENTS.labels(topic, "published").inc(count)
         self._send_dead_letters(rows, dead)
         return published, dead
+
+    def _resend_alone(self, row_ids: list[str], by_id: dict[str, Encoded],
+                      failed: dict[str, KafkaError]) -> None:
+        """Re-send records the broker refused, one at a time, and keep only the refusals
+        that stand alone.
+
+        librdkafka fails every record of a produce batch the broker refuses (one record
+        above the topic's ``max.message.bytes`` takes its batch-mates along), so without
+        this the good records of that batch would be dead-lettered too. The re-sent ones
+        land after the rest of the batch; a refused record breaks its key's order anyway
+        (it leaves for the DLQ), and sinks drop stale ``aggregate_version``s."""
+        for row_id in row_ids:
+            reports = _Reports()
+            err = self._produce(by_id[row_id], reports)
+            if err is None:
+                self._flush()
+                if reports.count != 1:
+                    raise BatchAbortedError(f"row {row_id}: no delivery report on re-send")
+                err = reports.failed[0][0] if reports.failed else None
+            if err is None:
+                del failed[row_id]
+            else:
+                failed[row_id] = err
 
     def _produce(self, enc: Encoded, reports: _Reports) -> KafkaError | None:
         """Produce one record; a refusal that is the record's fault is returned (the row
