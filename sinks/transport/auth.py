@@ -86,8 +86,13 @@ class Authenticator(ABC):
         if self.needs_refresh():
             self.refresh(send, stale_generation=self.generation)
 
-    def refresh(self, send: Transport, *, stale_generation: int) -> None:
-        """Renew the credential of generation ``stale_generation`` using ``send``."""
+    def refresh(self, send: Transport, *, stale_generation: int) -> bool | None:
+        """Renew the credential of generation ``stale_generation`` using ``send``.
+
+        Returns ``False`` when no new credential was minted because another worker had
+        already renewed it (its result was adopted), so the executor knows that a
+        rejection of the adopted credential is not yet a rejection of the tenant.
+        """
         raise ConfigurationError("credentials were rejected and cannot be refreshed")
 
 
@@ -630,15 +635,23 @@ class OAuth2Auth(Authenticator):
         )
         return stored.version
 
-    def refresh(self, send: Transport, *, stale_generation: int) -> None:
+    def refresh(self, send: Transport, *, stale_generation: int) -> bool:
+        minted = False
+
+        def call_endpoint(current: TokenSet) -> TokenSet:
+            nonlocal minted
+            minted = True
+            return self._call_token_endpoint(send, current)
+
         stored = self._store.rotate(
             self.platform,
             self.tenant_id,
             seen_version=stale_generation,
-            refresh=lambda current: self._call_token_endpoint(send, current),
+            refresh=call_endpoint,
         )
         with self._lock:
             self._adopt(stored)
+        return minted
 
     def refresh_request(self, current: TokenSet) -> PlatformRequest:
         """The token-endpoint request that spends ``current``'s refresh token."""

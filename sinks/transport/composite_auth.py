@@ -71,10 +71,10 @@ class CompositeAuth(Authenticator):
     def needs_refresh(self) -> bool:
         return self.primary.needs_refresh()
 
-    def refresh(self, send: Transport, *, stale_generation: int) -> None:
+    def refresh(self, send: Transport, *, stale_generation: int) -> bool | None:
         if not self.primary.can_refresh:
             raise ConfigurationError("credentials were rejected and cannot be refreshed")
-        self.primary.refresh(send, stale_generation=stale_generation)
+        return self.primary.refresh(send, stale_generation=stale_generation)
 
 
 def oauth2_with_subscription_key(oauth: OAuth2Auth, subscription_key: SecretStr, *,

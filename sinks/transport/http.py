@@ -240,7 +240,13 @@ class HttpExecutor:
         auth = self.auth
         if auth is not None:
             auth.refresh_if_needed(self.send_once)
-        for round_ in (1, 2):
+        # A refresh may adopt the grant another worker rotated meanwhile instead of
+        # minting one, and that grant's access token can itself be dead already
+        # (issued long ago, or revoked); only a rejection right after a token we
+        # minted ourselves is the tenant's problem. So: at most one refresh that
+        # mints, plus at most one that adopts.
+        adopted = False
+        for round_ in (1, 2, 3):
             response, generation = self._limited_exchange(request)
             error = None if response.status in request.accept_statuses else self._classify(response)
             if isinstance(error, AuthExpiredError):
@@ -252,7 +258,7 @@ class HttpExecutor:
                         vendor_code=error.vendor_code,
                         status=error.status,
                     ) from error
-                if round_ == 2:
+                if round_ == 3 or (round_ == 2 and not adopted):
                     raise ConfigurationError(
                         f"credentials of tenant {self.tenant_id!r} rejected right after a "
                         f"refresh: {error.reason}",
@@ -261,7 +267,7 @@ class HttpExecutor:
                         status=error.status,
                     ) from error
                 self.metrics.retries.labels(self.platform, request.purpose, "auth").inc()
-                auth.refresh(self.send_once, stale_generation=generation)
+                adopted = auth.refresh(self.send_once, stale_generation=generation) is False
                 continue
             if isinstance(error, RateLimitedError):
                 self.metrics.throttled.labels(self.platform).inc()
