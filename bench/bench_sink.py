@@ -229,9 +229,12 @@ def main() -> None:
     info["dbname"] = db
     dsn = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v})
     lines = [f"\n## sink — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
-             f"`bench/bench_sink.py --documents {args.documents} --duration {args.duration:g}`;"
-             f" machine: {machine()}; Kafka, registry, PostgreSQL and the sandbox on the same"
-             f" machine (sandbox in its own process).\n"]
+             f"`bench/bench_sink.py --documents {args.documents} --duration {args.duration:g}"
+             f" --concurrency {args.concurrency}`; machine: {machine()}; Kafka, registry,"
+             f" PostgreSQL and the sandbox on the same machine (sandbox in its own process);"
+             f" load average at start {os.getloadavg()[0]:.1f} (machine shared with other"
+             f" jobs). The unthrottled sink is told the sandbox's lifted limits (no windows,"
+             f" 100 in flight); each sink run uses a fresh sandbox and topic.\n"]
     procs = []
     try:
         # 1. unthrottled: the sink one-request-per-call, then coalescing into /batch
