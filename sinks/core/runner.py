@@ -221,8 +221,12 @@ class SinkRunner:
         batch = BatchState()
         decoded = [(msg, self._decode(msg)) for msg in records]
         entries = [e for _, e in decoded if not isinstance(e, Exception)]
+        # Undecodable records too: a partition re-read after another lane's failure (or
+        # a crash) must not dead-letter them a second time.
         done = self.store.terminal_events(
-            (str(e.event.tenant_id), str(e.event.event_id)) for e in entries)
+            [(str(e.event.tenant_id), str(e.event.event_id)) for e in entries]
+            + [self._raw_identity(msg) for msg, e in decoded
+               if isinstance(e, Exception) and not isinstance(e, RetryableError)])
         batch.known = self._prefetch(entries)
         started = time.monotonic()
         lanes = self._lanes(decoded)
@@ -317,6 +321,9 @@ class SinkRunner:
     def _handle(self, msg: Record, entry: Any, batch: BatchState,
                 done: set[tuple[str, str]]) -> None:
         if isinstance(entry, Exception):
+            if self._raw_identity(msg) in done:
+                self.metrics.records.labels(self.name, "replay_skipped").inc()
+                return
             self._dead_letter_raw(msg, batch, f"cannot decode ledger entry: {entry}",
                                   type(entry).__name__, stage="decode")
             return
@@ -420,13 +427,19 @@ class SinkRunner:
     def _dead_letter_raw(self, msg: Record, batch: BatchState, reason: str, error_class: str,
                          stage: str) -> None:
         self._send_dead_letter(msg, None, reason, error_class, stage)
-        tenant = msg.header("tenant_id") or "?"
-        event_id = msg.header("event_id") or f"{msg.topic}/{msg.partition}/{msg.offset}"
+        tenant, event_id = self._raw_identity(msg)
         self.metrics.records.labels(self.name, "dead_lettered").inc()
         batch.outcomes.append(Outcome(tenant_id=tenant, event_id=event_id,
                                       status="dead_lettered", topic=msg.topic,
                                       partition=msg.partition, offset=msg.offset,
                                       error=reason[:2000]))
+
+    @staticmethod
+    def _raw_identity(msg: Record) -> tuple[str, str]:
+        """(tenant, event id) of an undecodable record's sync-log row: from its headers,
+        else its position."""
+        return (msg.header("tenant_id") or "?",
+                msg.header("event_id") or f"{msg.topic}/{msg.partition}/{msg.offset}")
 
     def _send_dead_letter(self, msg: Record, entry: Any, reason: str, error_class: str,
                           stage: str) -> None:

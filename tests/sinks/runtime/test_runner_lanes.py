@@ -82,8 +82,9 @@ class FakeStore:
         return {}
 
     def terminal_events(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        list(pairs)
-        return set()
+        booked = {(o.tenant_id, o.event_id) for outcomes, _ in self.commits for o in outcomes
+                  if o.status in ("applied", "already_applied", "dead_lettered")}
+        return set(pairs) & booked
 
     def external_ids_for_tenants(self, wanted: Mapping[str, Iterable[tuple[str, str]]]
                                  ) -> dict[str, dict[str, ExternalIdUpdate]]:
@@ -112,14 +113,20 @@ class FakeConsumer:
         pass
 
 
-def make(api: Api, store: FakeStore, entries: dict[int, Any], concurrency: int = 8
-         ) -> SinkRunner:
+def make(api: Api, store: FakeStore, entries: dict[int, Any], concurrency: int = 8,
+         letters: list[Any] | None = None) -> SinkRunner:
+    def decode(record: Record) -> Any:
+        if isinstance(entries[record.offset], Exception):
+            raise entries[record.offset]
+        return entries[record.offset]
+
     runner = SinkRunner(
         platform=LanePlatform(), topic=TOPIC,
         consumer_conf={"bootstrap.servers": "127.0.0.1:1", "group.id": "lanes"},
         store=store,  # type: ignore[arg-type]
         tenants={"t1": object(), "t2": object()}, transport_for=lambda tenant: api,
-        decode=lambda record: entries[record.offset], dead_letter=lambda letter: None,
+        decode=decode,
+        dead_letter=(letters.append if letters is not None else lambda letter: None),
         metrics=SinkRuntimeMetrics.create(CollectorRegistry()), concurrency=concurrency,
         retry_backoff_s=0.0,
     )
@@ -183,3 +190,19 @@ def test_a_failed_record_stops_its_key_and_the_partition_offset_there() -> None:
     assert offsets == {(TOPIC, 0): 4}
     assert len(outcomes) == len(written) == 9
     assert runner.consumer.seeks == [(0, 4)]  # type: ignore[attr-defined]
+
+
+def test_a_reread_partition_does_not_dead_letter_an_undecodable_record_twice() -> None:
+    """Another lane's failure rewinds the partition below an undecodable record that
+    was already dead-lettered and booked: re-reading it skips it."""
+    records, entries = interleaved(n_keys=3, per_key=2)  # offsets 0..5
+    entries[5] = ValueError("not a ledger entry")
+    api, store, letters = Api(fail={"c1-0"}), FakeStore(), []  # c1-0 is at offset 1
+    runner = make(api, store, entries, letters=letters)
+    runner.process_batch(records)
+    assert len(letters) == 1 and store.commits[-1][1] == {(TOPIC, 0): 1}
+    api.fail.clear()
+    runner.process_batch(records[1:])  # what the consumer reads again after the seek
+    assert len(letters) == 1
+    assert store.commits[-1][1] == {(TOPIC, 0): 6}
+    assert {w["invoice"] for w in api.writes} >= {"c1-0", "c1-1"}
