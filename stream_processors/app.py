@@ -123,7 +123,7 @@ class LedgerProcessor:
         # events decoded when they were parked, by (topic, partition, offset), so a
         # drain does not decode and validate them a second time
         self._parked_events: ParsedRows[FinancialEvent] = ParsedRows(
-            self._decode_financial, max_entries=20_000)
+            self._decode_financial, max_entries=2_000)
         self.app = faust.App(
             app_id,
             broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")),
@@ -463,6 +463,8 @@ class LedgerProcessor:
             ev = self._decode_parked(parked)
             _, customer_id = parse_message_key(parked.key)
             outcome = await self.on_financial(msg, ev, key, customer_id)
+            if not isinstance(outcome, Park) or parked.expired(now, grace):
+                self._parked_events.discard((parked.topic, parked.partition, parked.offset))
             if isinstance(outcome, Park):
                 if parked.expired(now, grace):
                     await self.dead_letter(

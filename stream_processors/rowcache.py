@@ -36,3 +36,7 @@ class ParsedRows(Generic[T]):
         if len(self._rows) >= self._max and key not in self._rows:
             self._rows.pop(next(iter(self._rows)))
         self._rows[key] = (raw, value)
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (its row will not be asked for again)."""
+        self._rows.pop(key, None)
