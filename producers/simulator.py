@@ -373,10 +373,12 @@ class _Pacer:
 
 def simulate_day(dsn_or_conn: str | psycopg.Connection[Any],
                  config: SimulationConfig | None = None,
-                 progress: Callable[[int], None] | None = None) -> SimulationResult:
+                 progress: Callable[[int], None] | None = None, *,
+                 avro_encoder: outbox.AvroEncoder | None = None) -> SimulationResult:
     """Write a day for ``config.tenants`` tenants; returns the events written (in commit
     order per tenant). ``progress`` is called with the running event count after each
-    CRM transaction (long runs show progress)."""
+    CRM transaction (long runs show progress). ``avro_encoder``: the outbox rows also
+    carry the event as Confluent-framed Avro (``payload_avro``, opt-in)."""
     cfg = config or SimulationConfig()
     pacer = _Pacer(cfg.rate)
     rng = random.Random(cfg.seed)
@@ -387,6 +389,9 @@ def simulate_day(dsn_or_conn: str | psycopg.Connection[Any],
     own = isinstance(dsn_or_conn, str)
     conn = (psycopg.connect(dsn_or_conn, autocommit=True) if isinstance(dsn_or_conn, str)
             else dsn_or_conn)
+    before = outbox.avro_encoder_of(conn)
+    if avro_encoder is not None:
+        outbox.use_avro_encoder(conn, avro_encoder)
     try:
         shops = [_Shop(conn, f"t{n + cfg.first_tenant:03d}", rng, cfg, result)
                  for n in range(cfg.tenants)]
@@ -404,6 +409,7 @@ def simulate_day(dsn_or_conn: str | psycopg.Connection[Any],
             pacer.wait(len(result.events))
     finally:
         EVENT_ID_FACTORY.reset(token)
+        outbox.use_avro_encoder(conn, before)
         if own:
             conn.close()
     return result
@@ -418,13 +424,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--rate", type=float, default=None, help="events per second")
     parser.add_argument("--apply-schema", action="store_true")
+    parser.add_argument("--avro", action="store_true",
+                        help="outbox rows also carry Confluent-framed Avro (payload_avro); "
+                             "needs SCHEMA_REGISTRY_URL")
     args = parser.parse_args(argv)
     dsn = DatabaseSettings().database_url
     if args.apply_schema:
         from producers.sql import apply_crm_schema
         apply_crm_schema(dsn)
+    encoder = None
+    if args.avro:
+        from producers.settings import ProducerSettings
+        producer = ProducerSettings()
+        encoder = outbox.AvroEncoder(producer.schema_registry_url, producer.topics)
     res = simulate_day(dsn, SimulationConfig(args.tenants, args.customers, args.jobs,
-                                             args.seed, rate=args.rate))
+                                             args.seed, rate=args.rate),
+                       avro_encoder=encoder)
     for kind, n in sorted(res.by_type.items()):
         print(f"{kind:28} {n}")
     print(f"{'total':28} {len(res.events)}")

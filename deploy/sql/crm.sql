@@ -301,3 +301,13 @@ CREATE TABLE IF NOT EXISTS outbox_dead_letter (
   reason        text NOT NULL,
   failed_at     timestamptz NOT NULL DEFAULT now()
 );
+
+-- Optional: the event already encoded by the writer as Confluent-framed Avro (magic byte,
+-- 4-byte schema id, Avro body of FinancialEvent), for writers that opt in (the outbox
+-- library's AvroEncoder). The relay then publishes these bytes as they are, after
+-- checking the framing, instead of turning `payload` JSON into Avro per row; `payload`
+-- stays as it is, so trigger-written rows and JSON readers keep working. Debezium's
+-- router can publish it too: table.field.event.payload=payload_avro with the
+-- ByteArrayConverter as value converter.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS payload_avro bytea;
+ALTER TABLE outbox_dead_letter ADD COLUMN IF NOT EXISTS payload_avro bytea;

@@ -4,6 +4,12 @@ Use it from CRM code (or the simulator); for CRMs whose code cannot change,
 ``deploy/sql/crm_triggers.sql`` writes the same outbox rows from triggers.
 """
 
+from producers.outbox.avro import (
+    AvroEncoder,
+    InvalidEventError,
+    avro_encoder_of,
+    use_avro_encoder,
+)
 from producers.outbox.writer import (
     NotFoundError,
     delete_aggregate,
@@ -19,6 +25,9 @@ from producers.outbox.writer import (
 )
 
 __all__ = [
+    "AvroEncoder",
+    "InvalidEventError",
+    "avro_encoder_of",
     "NotFoundError",
     "delete_aggregate",
     "delete_payment",
@@ -30,4 +39,5 @@ __all__ = [
     "save_invoice",
     "save_tax_rate",
     "set_invoice_status",
+    "use_avro_encoder",
 ]

@@ -20,6 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from producers.events import build_event, invoice_event_type
+from producers.outbox.avro import AvroEncoder, avro_encoder_of
 from producers.outbox.store import (
     Stored,
     load,
@@ -51,20 +52,37 @@ class NotFoundError(LookupError):
     """The aggregate to change does not exist (or is deleted)."""
 
 
-def insert_outbox_row(conn: Conn, event: FinancialEvent, message_key: str) -> None:
+def insert_outbox_row(conn: Conn, event: FinancialEvent, message_key: str, *,
+                      avro_encoder: AvroEncoder | None = None) -> None:
     """The outbox row of ``event``: Debezium's columns plus our key/destination.
 
     The transaction-scoped advisory lock on the key makes writers of one key take their
     ``sequence`` values in commit order (the second waits for the first to commit), so
-    the relay's ``ORDER BY sequence`` is commit order per key, not just insert order."""
+    the relay's ``ORDER BY sequence`` is commit order per key, not just insert order.
+
+    With an Avro encoder (``avro_encoder``, or one attached to ``conn`` by
+    :func:`~producers.outbox.avro.use_avro_encoder`) the row also carries the event as
+    Confluent-framed Avro in ``payload_avro``; an event that does not fit the contract
+    raises :class:`~producers.outbox.avro.InvalidEventError` here, inside the business
+    transaction. Without one the row is JSON only, as before."""
+    encoder = avro_encoder or avro_encoder_of(conn)
+    data = event.model_dump(mode="json")
+    values: list[object] = [
+        event.event_id, event.aggregate_type.value, event.aggregate_id, event.event_type,
+        Jsonb(data), event.tenant_id, message_key, BASE_TOPIC[event.aggregate_type]]
+    columns = _COLUMNS
+    if encoder is not None:
+        values.append(encoder.encode(event, data))
+        columns = _COLUMNS_AVRO
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (message_key,))
-    conn.execute(
-        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, tenant_id, "
-        "message_key, destination) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-        (event.event_id, event.aggregate_type.value, event.aggregate_id, event.event_type,
-         Jsonb(event.model_dump(mode="json")), event.tenant_id, message_key,
-         BASE_TOPIC[event.aggregate_type]),
-    )
+    conn.execute(columns, values)
+
+
+_COLUMNS = ("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, tenant_id, "
+            "message_key, destination) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)")
+_COLUMNS_AVRO = ("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, "
+                 "tenant_id, message_key, destination, payload_avro) "
+                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)")
 
 
 def _emit(conn: Conn, stored: Stored, event_type: str, *,

@@ -33,11 +33,24 @@ WHERE pg_try_advisory_xact_lock(%(cls)s, b)
 LIMIT %(limit)s
 """
 
-_ROWS = f"""
-SELECT {OutboxRow.COLUMNS} FROM outbox
+_ROWS = """
+SELECT {columns} FROM outbox
 WHERE bucket = ANY(%s) AND published_at IS NULL
 ORDER BY sequence LIMIT %s
 """
+ROWS = _ROWS.format(columns=OutboxRow.COLUMNS)
+LEGACY_ROWS = _ROWS.format(columns=OutboxRow.LEGACY_COLUMNS)
+
+
+def has_avro_column(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the outbox has ``payload_avro`` (crm.sql adds it; an outbox created by an
+    older crm.sql has JSON rows only, and the relay still works against it)."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'outbox' "
+            "AND column_name = 'payload_avro' AND table_schema = ANY(current_schemas(false))"
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def claim_buckets(conn: psycopg.Connection[Any], limit: int) -> list[int]:
@@ -47,9 +60,9 @@ def claim_buckets(conn: psycopg.Connection[Any], limit: int) -> list[int]:
 
 
 def read_rows(conn: psycopg.Connection[Any], buckets: Sequence[int],
-              limit: int) -> list[OutboxRow]:
+              limit: int, *, avro: bool = True) -> list[OutboxRow]:
     """The oldest pending rows of the claimed buckets; per bucket, a prefix in order."""
-    cur = conn.execute(_ROWS, (list(buckets), limit))
+    cur = conn.execute(ROWS if avro else LEGACY_ROWS, (list(buckets), limit))
     return [OutboxRow(*r) for r in cur.fetchall()]
 
 
@@ -64,22 +77,27 @@ def finish(conn: psycopg.Connection[Any], published: Sequence[str], *, mark: boo
         conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (list(published),))
 
 
+_DEAD = """
+WITH gone AS (DELETE FROM outbox WHERE id = ANY(%s::uuid[]) RETURNING *)
+INSERT INTO outbox_dead_letter (id, aggregatetype, aggregateid, type, payload,
+    "timestamp", tenant_id, message_key, destination, sequence, error_class, reason{extra})
+SELECT g.id, g.aggregatetype, g.aggregateid, g.type, g.payload, g."timestamp",
+       g.tenant_id, g.message_key, g.destination, g.sequence, r.error_class, r.reason{g_extra}
+FROM gone g JOIN unnest(%s::uuid[], %s::text[], %s::text[]) AS r(id, error_class, reason)
+  ON r.id = g.id
+ON CONFLICT (id) DO NOTHING
+"""
+
+
 def move_to_dead_letter(conn: psycopg.Connection[Any],
-                        dead: Sequence[tuple[str, str, str]]) -> None:
-    """Move rows (id, error_class, reason) out of the outbox, keeping the reason."""
+                        dead: Sequence[tuple[str, str, str]], *, avro: bool = True) -> None:
+    """Move rows (id, error_class, reason) out of the outbox, keeping the reason (and the
+    writer's Avro bytes, when the outbox has them)."""
     if not dead:
         return
     conn.execute(
-        """
-        WITH gone AS (DELETE FROM outbox WHERE id = ANY(%s::uuid[]) RETURNING *)
-        INSERT INTO outbox_dead_letter (id, aggregatetype, aggregateid, type, payload,
-            "timestamp", tenant_id, message_key, destination, sequence, error_class, reason)
-        SELECT g.id, g.aggregatetype, g.aggregateid, g.type, g.payload, g."timestamp",
-               g.tenant_id, g.message_key, g.destination, g.sequence, r.error_class, r.reason
-        FROM gone g JOIN unnest(%s::uuid[], %s::text[], %s::text[]) AS r(id, error_class, reason)
-          ON r.id = g.id
-        ON CONFLICT (id) DO NOTHING
-        """,
+        _DEAD.format(extra=", payload_avro" if avro else "",
+                     g_extra=", g.payload_avro" if avro else ""),
         ([d[0] for d in dead], [d[0] for d in dead], [d[1] for d in dead],
          [d[2] for d in dead]),
     )

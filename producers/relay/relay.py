@@ -23,6 +23,7 @@ from producers.relay.claim import (
     BUCKETS,
     claim_buckets,
     finish,
+    has_avro_column,
     move_to_dead_letter,
     oldest_pending,
     read_rows,
@@ -131,6 +132,7 @@ class Relay:
         self.serde = Serde(settings.schema_registry_url)
         self.encoder = RowEncoder(self.serde, self.topics, settings.validation)
         self.conn = psycopg.connect(settings.database_url)
+        self.avro_column = has_avro_column(self.conn)
         self.stop = threading.Event()
         self._last_lag_check = 0.0
         self.published_total = 0
@@ -153,7 +155,8 @@ class Relay:
                 buckets = claim_buckets(self.conn, self.settings.buckets_per_claim)
                 if not buckets:
                     return result
-                rows = read_rows(self.conn, buckets, self.settings.batch_size)
+                rows = read_rows(self.conn, buckets, self.settings.batch_size,
+                                 avro=self.avro_column)
                 if not rows:
                     return result
                 published, dead = self._publish(rows)
@@ -162,7 +165,7 @@ class Relay:
                                 "commit", len(published), self.settings.fault_pause_before_commit_s)
                     time.sleep(self.settings.fault_pause_before_commit_s)
                 finish(self.conn, published, mark=self.settings.on_publish == "mark")
-                move_to_dead_letter(self.conn, dead)
+                move_to_dead_letter(self.conn, dead, avro=self.avro_column)
                 result.published, result.dead = len(published), len(dead)
             self.published_total += result.published
             self.dead_total += result.dead
@@ -287,7 +290,9 @@ class Relay:
             letter = dead_letter(
                 topic=self.topics.name(_destination(row)), error=reason, stage="relay",
                 error_class=error_class, key=row.message_key.encode(),
-                value=(row.payload or "").encode(), event_id=row.id, tenant_id=row.tenant_id)
+                value=(row.payload_avro if row.payload_avro is not None
+                       else (row.payload or "").encode()),
+                event_id=row.id, tenant_id=row.tenant_id)
             self.producer.produce(dlq, self.serde.dead_letter(dlq, letter),
                                   row.message_key.encode(), on_delivery=on_delivery,
                                   headers=[("event_id", row.id.encode())])
