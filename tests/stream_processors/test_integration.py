@@ -125,9 +125,14 @@ def test_worker_matches_the_oracle_parks_and_dead_letters(
 @pytest.mark.xfail(
     strict=False,
     reason="open defect (issue #4): after repeated SIGKILL restarts one faust partition can "
-    "stop committing until its transaction times out (ProducerFenced); runs that finish "
-    "match the oracle to the cent with no duplicate on ledger.entries. Kept running so the "
-    "fix is seen; not gating CI while it fails about one run in three.",
+    "stop committing; runs that finish match the oracle to the cent with no duplicate on "
+    "ledger.entries. Seen 2026-12-07: crm.financial-events partition 11 stayed at committed "
+    "offset 60 of 219 for 5 min while the ticks topic's partition 11 (same agent, same "
+    "transactional producer) kept committing, and the worker logged nothing more — so the "
+    "transaction path works and that partition's records were not being delivered to the "
+    "stream after the last restart's recovery (a paused or mis-positioned partition in "
+    "faust 0.15.3's recovery/seek, not yet pinned down). Kept running so the fix is seen; "
+    "not gating CI while it fails about one run in three.",
 )
 def test_sigkill_at_random_points_never_double_counts(
     kafka_bootstrap: str, schema_registry_url: str, names: Topics, tmp_path: Path
