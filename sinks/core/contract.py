@@ -158,9 +158,15 @@ class PlatformRequest:
     """One request a platform wants sent, free of any transport object.
 
     ``path`` is relative to the tenant's base URL unless it is absolute (token
-    endpoints). Exactly one of ``json``/``content`` may be given. ``idempotency_key``
-    is metadata for logs and the sync log: the platform module puts it where its API
-    expects it (a header, a query parameter, a body field). ``purpose`` names the
+    endpoints). Exactly one of ``json``/``content`` may be given.
+
+    ``idempotency_key`` is a promise, not a label: set it only when the *platform*
+    dedupes by it (the module puts it where the API expects it — a header, a query
+    parameter, a body field), because the transport treats a keyed POST as safe to
+    send again after a lost response. A platform without a native key must leave it
+    ``None`` and find-before-create in its flow instead; a keyed POST to such a
+    platform is re-sent and duplicates the document (crash injection caught exactly
+    that in Business Central and Zoho Books). ``purpose`` names the
     operation ("create invoice") and labels metrics, so keep its vocabulary small.
     ``accept_statuses`` lists error statuses the flow handles itself (e.g. 404 from a
     lookup) instead of having them classified as errors.
