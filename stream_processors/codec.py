@@ -43,10 +43,10 @@ class ConfluentAvroCodec(Codec, Generic[R]):
     to write straight from the model); decoding reads with fastavro and the parsed
     schema (``schemas.avsc``) and builds the model with ``from_avro`` — byte-for-byte
     what ``schemas.serde``'s serializers write and read, which the tests check. Why
-    not call those serializers per message: confluent-kafka
-    2.16's ``AvroSerializer``/``AvroDeserializer`` walk the whole schema for
-    data-contract rules on every call (``get_inline_tags``), about 1 ms per record
-    here, more than everything else the processor does. ``schemas.serde`` still
+    not call those serializers per message: confluent-kafka 2.16's
+    ``AvroSerializer``/``AvroDeserializer`` walk the whole schema for data-contract
+    rules on every call (``get_inline_tags``), about 1 ms per record here, more than
+    everything else the processor does. ``schemas.serde`` still
     provides the registry client, schema registration and the wire constants.
     """
 
@@ -86,6 +86,9 @@ class ConfluentAvroCodec(Codec, Generic[R]):
         return self._schema_id
 
     def encode(self, value: R) -> bytes:
+        if not isinstance(value, self.model):  # the compiled writer trusts its input's shape
+            raise TypeError(f"{self.topic} holds {self.model.__name__}, not "
+                            f"{type(value).__name__}")
         buf = bytearray(_HEADER.pack(serde.MAGIC_BYTE, self.schema_id))
         self._write(value, buf)
         return bytes(buf)
