@@ -27,8 +27,8 @@ from producers.outbox.writer import (
 __all__ = [
     "AvroEncoder",
     "InvalidEventError",
-    "avro_encoder_of",
     "NotFoundError",
+    "avro_encoder_of",
     "delete_aggregate",
     "delete_payment",
     "ensure_tenant",

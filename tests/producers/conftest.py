@@ -31,6 +31,7 @@ class Record:
     key: str
     headers: dict[str, bytes]
     value: Any  # FinancialEvent or DeadLetter
+    raw: bytes = b""  # the record's value as published (Confluent-framed Avro)
 
     @property
     def event(self) -> FinancialEvent:
@@ -107,7 +108,8 @@ class TopicReader:
                 key = msg.key()
                 out.append(Record(topic, msg.partition(), msg.offset(),
                                   key.decode() if key else "",
-                                  {k: bytes(v) for k, v in (msg.headers() or [])}, model))
+                                  {k: bytes(v) for k, v in (msg.headers() or [])}, model,
+                                  msg.value() or b""))
         finally:
             consumer.close()
         return out
