@@ -146,7 +146,7 @@ class SinkRunner:
         self.crash = crash or CrashPoints(None)
         self.metrics = metrics or SinkRuntimeMetrics.default()
         self.claim = OffsetClaim()
-        self.paused = store.paused_tenants()
+        self.paused = store.blocked_tenants()
         self.stop_event = threading.Event()
         conf = {
             **consumer_conf,
@@ -218,6 +218,10 @@ class SinkRunner:
         return False
 
     def process_batch(self, records: list[Record]) -> None:
+        # Re-read every batch: ``ledgerstream resume`` runs in another process, and a
+        # tenant it un-paused is still blocked until its parked records are replayed.
+        self.paused = self.store.blocked_tenants()
+        self.metrics.paused_tenants.labels(self.name).set(len(self.paused))
         batch = BatchState()
         decoded = [(msg, self._decode(msg)) for msg in records]
         entries = [e for _, e in decoded if not isinstance(e, Exception)]
@@ -486,17 +490,20 @@ class SinkRunner:
         self.store.set_paused(tenant_id, False, None)
         self.paused.pop(tenant_id, None)
         replayed = 0
-        for record in self.store.parked(tenant_id):
-            batch = BatchState()
-            msg = Record(record.topic, record.partition, record.offset, record.key,
-                         record.value)
-            done = self.store.terminal_events([(tenant_id, record.event_id or "")])
-            self._handle(msg, self._decode(msg), batch, done)
-            if batch.newly_paused:
-                break  # still misconfigured: stays parked
-            self.store.commit_batch(batch.outcomes, {}, self.claim)
-            self.store.release_parked([record.seq])
-            replayed += 1
+        # Until none is left: a running sink keeps parking the tenant's new records
+        # while parked ones exist (``SinkStore.blocked_tenants``), after the ones read.
+        while records := self.store.parked(tenant_id):
+            for record in records:
+                batch = BatchState()
+                msg = Record(record.topic, record.partition, record.offset, record.key,
+                             record.value)
+                done = self.store.terminal_events([(tenant_id, record.event_id or "")])
+                self._handle(msg, self._decode(msg), batch, done)
+                if batch.newly_paused:
+                    return replayed  # still misconfigured: the rest stays parked
+                self.store.commit_batch(batch.outcomes, {}, self.claim)
+                self.store.release_parked([record.seq])
+                replayed += 1
         return replayed
 
 

@@ -278,6 +278,22 @@ class SinkStore:
         self.conn.commit()
         return {str(t): str(r) for t, r in rows}
 
+    def blocked_tenants(self) -> dict[str, str]:
+        """Tenants whose new records must be parked, with why: the paused ones, and
+        those with parked records not yet replayed — a ``resume`` (possibly in another
+        process) is draining them, and a record written before them would break the
+        tenant's order."""
+        blocked = self.paused_tenants()
+        rows = self.conn.execute(
+            "SELECT DISTINCT tenant_id FROM sink_parked WHERE platform = %s",
+            (self.platform,),
+        ).fetchall()
+        self.conn.commit()
+        for (tenant_id,) in rows:
+            blocked.setdefault(str(tenant_id), "parked records are waiting to be replayed "
+                                               "(ledgerstream resume)")
+        return blocked
+
     def set_paused(self, tenant_id: str, paused: bool, reason: str | None = None) -> None:
         with self.transaction() as conn:
             conn.execute(

@@ -193,6 +193,35 @@ def test_revoked_tenant_is_paused_and_parked_while_others_continue(env) -> None:
     assert store.parked("t2") == [] and "t2" not in store.paused_tenants()
 
 
+def test_a_running_sink_keeps_parking_until_a_resume_drained_the_tenant(env) -> None:
+    """``ledgerstream resume`` runs in another process than the live sink: the sink must
+    notice the un-pause, and must not write the tenant's new records before the parked
+    ones are replayed (that would reorder a customer's documents)."""
+    produce(env, entries_for("t2", 4))
+    api = EchoApi(revoked_tenants={"t2"})
+    make_runner(env, api).run(max_idle_s=3)
+    store = SinkStore(env["dsn"], "echo", env["group"])
+    assert len(store.parked("t2")) == 4 and not api.documents
+
+    # the grant is fixed and the flag flipped, but the parked records are not replayed
+    api.revoked_tenants.clear()
+    store.set_paused("t2", False, None)
+    late = [examples.sample_ledger_entry(examples.sample_invoice_event(
+        tenant="t2", invoice_id=f"t2-late-{i}", customer_id="c0")) for i in range(2)]
+    produce(env, late)
+    make_runner(env, api).run(max_idle_s=3)
+    assert not api.documents, "a new record overtook the parked ones"
+    assert len(store.parked("t2")) == 6
+
+    assert make_runner(env, api).resume_tenant("t2") == 6
+    assert len(api.documents) == 6 and store.parked("t2") == []
+    # drained: the live sink writes the tenant's records directly again
+    produce(env, [examples.sample_ledger_entry(examples.sample_invoice_event(
+        tenant="t2", invoice_id="t2-after", customer_id="c1"))])
+    make_runner(env, api).run(max_idle_s=3)
+    assert len(api.documents) == 7 and store.parked("t2") == []
+
+
 def test_a_zombie_cannot_commit_over_the_new_owner(env) -> None:
     store = SinkStore(env["dsn"], "echo", env["group"])
     store.ensure_schema()

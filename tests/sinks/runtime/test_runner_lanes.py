@@ -81,6 +81,9 @@ class FakeStore:
     def paused_tenants(self) -> dict[str, str]:
         return {}
 
+    def blocked_tenants(self) -> dict[str, str]:
+        return {}
+
     def terminal_events(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         booked = {(o.tenant_id, o.event_id) for outcomes, _ in self.commits for o in outcomes
                   if o.status in ("applied", "already_applied", "dead_lettered")}
