@@ -20,10 +20,13 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,12 +34,14 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Producer  # noqa: E402
 
 from producers.kafka import producer_config  # noqa: E402
+from producers.outbox import AvroEncoder  # noqa: E402
 from producers.relay import RelaySettings  # noqa: E402
 from producers.relay.rows import OutboxRow, RowEncoder  # noqa: E402
 from producers.serde import Serde  # noqa: E402
 from producers.simulator import SimulationConfig, simulate_day  # noqa: E402
 from producers.sql import apply_crm_schema  # noqa: E402
 from producers.topics_admin import ensure_topics  # noqa: E402
+from schemas.models import FinancialEvent  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -69,17 +74,36 @@ def drop_db(admin_dsn: str, dsn: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def fill(dsn: str, events: int) -> int:
-    """Simulate one day, then replicate its outbox rows over many tenants."""
+@dataclass
+class Writer:
+    """What the CRM side paid: the simulated day's transactions (per event, wall) and,
+    for Avro rows, the encoder's own work (validate + Avro write, per event, measured
+    inside the writer over every row of the run)."""
+
+    day_events: int = 0
+    day_s: float = 0.0
+    encoded: int = 0
+    encode_s: float = 0.0
+    encode_cpu_s: float = 0.0
+
+
+def fill(dsn: str, events: int, avro: AvroEncoder | None = None) -> tuple[int, Writer]:
+    """Simulate one day, then replicate its outbox rows over many tenants (with an
+    encoder: every replicated event is validated and encoded as the writer would)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE outbox_seed AS SELECT * FROM outbox WHERE false")
+    writer = Writer()
+    started = time.perf_counter()
     sim = simulate_day(dsn, SimulationConfig(tenants=2, customers_per_tenant=15,
-                                             jobs_per_tenant=60, seed=1))
+                                             jobs_per_tenant=60, seed=1), avro_encoder=avro)
+    writer.day_s, writer.day_events = time.perf_counter() - started, len(sim.events)
     per_copy = len(sim.events)
     copies = max(1, -(-events // per_copy))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO outbox_seed SELECT * FROM outbox")
         conn.execute("DELETE FROM outbox")
+        if avro is not None:
+            return _fill_avro(conn, avro, copies), writer_encode(writer, avro)
         conn.execute(
             """
             INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, tenant_id,
@@ -92,10 +116,49 @@ def fill(dsn: str, events: int) -> int:
                   FROM outbox_seed o CROSS JOIN generate_series(1, %s) AS n,
                   LATERAL (SELECT o.*) s ORDER BY n, o.sequence) x
             """, (copies,))
-        conn.execute("VACUUM ANALYZE outbox")
-        row = conn.execute("SELECT count(*) FROM outbox").fetchone()
-        assert row is not None
-        return int(row[0])
+        return _count(conn), writer
+
+
+def _count(conn: psycopg.Connection[Any]) -> int:
+    conn.execute("VACUUM ANALYZE outbox")
+    row = conn.execute("SELECT count(*) FROM outbox").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+_ENCODE_CPU = [0.0]
+
+
+def writer_encode(writer: Writer, avro: AvroEncoder) -> Writer:
+    writer.encoded, writer.encode_s = avro.encoded, avro.seconds
+    writer.encode_cpu_s = _ENCODE_CPU[0]
+    return writer
+
+
+def _fill_avro(conn: psycopg.Connection[Any], avro: AvroEncoder, copies: int) -> int:
+    """The replicas as an Avro-writing CRM would store them: the envelope as the model
+    the writer holds (validated from the seed's JSON), encoded by ``avro``. The encoder
+    counts its own time; its process CPU time is taken around the encode calls only."""
+    seed = conn.execute(
+        "SELECT payload, tenant_id, message_key, destination FROM outbox_seed "
+        "ORDER BY sequence").fetchall()
+    avro.encoded, avro.seconds, _ENCODE_CPU[0] = 0, 0.0, 0.0
+    with conn.cursor() as cur, cur.copy(
+            "COPY outbox (id, aggregatetype, aggregateid, type, payload, tenant_id, "
+            "message_key, destination, payload_avro) FROM STDIN") as copy:
+        for n in range(1, copies + 1):
+            for payload, tenant, key, destination in seed:
+                event_id, t = str(uuid.uuid4()), f"{tenant}x{n}"
+                event = FinancialEvent.model_validate(
+                    {**payload, "event_id": event_id, "tenant_id": t})
+                data = event.model_dump(mode="json")
+                cpu = time.process_time()
+                value = avro.encode(event, data)
+                _ENCODE_CPU[0] += time.process_time() - cpu
+                copy.write_row((event_id, event.aggregate_type.value, event.aggregate_id,
+                                event.event_type, Jsonb(data), t,
+                                t + key[key.index(":"):], destination, value))
+    return _count(conn)
 
 
 def rows_of(dsn: str) -> list[OutboxRow]:
@@ -255,75 +318,131 @@ def machine() -> str:
             f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
 
 
+@dataclass
+class Run:
+    kind: str
+    n: int
+    json_size: float
+    avro_size: float
+    writer: Writer
+    enc_s: float
+    enc_cpu: float
+    raw_s: float
+    raw_cpu: float
+    relay_s: float
+    cpu: dict[str, float]
+    load: tuple[float, float]
+
+
+def one_run(kind: str, relays: int, args: argparse.Namespace, bootstrap: str,
+            registry: str, admin: str) -> Run:
+    """One fresh database and topic set: fill (with ``kind`` rows), relay-side encode
+    alone, raw produce of the same bytes, then the relay processes end to end."""
+    dsn = make_db(admin)
+    try:
+        apply_crm_schema(dsn)
+        topics = Topics(suffix=f"bench{uuid.uuid4().hex[:6]}")
+        ensure_topics(bootstrap, topics)
+        encoder = AvroEncoder(Serde(registry), topics) if kind == "avro" else None
+        n, writer = fill(dsn, args.events, encoder)
+        rows = rows_of(dsn)
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT avg(octet_length(payload::text)) FROM outbox").fetchone()
+        json_size = float(row[0]) if row and row[0] is not None else 0.0
+        enc_s, enc_cpu, encoded = bench_encode(rows, registry, topics, args.validation)
+        avro_size = sum(len(e.value) for e in encoded) / len(encoded)
+        raw_topics = Topics(suffix=topics.suffix + "raw")
+        ensure_topics(bootstrap, raw_topics)
+        for e in encoded:
+            e.topic = e.topic.replace(topics.suffix, raw_topics.suffix)
+        raw_s, raw_cpu = bench_raw(encoded, bootstrap)
+        del encoded, rows
+        settings = RelaySettings(
+            kafka_bootstrap_servers=bootstrap, schema_registry_url=registry,
+            database_url=dsn, topic_suffix=topics.suffix, create_topics=False,
+            exit_when_idle=True, batch_size=args.batch_size,
+            buckets_per_claim=args.buckets or max(1, 64 // relays),
+            validation=args.validation)
+        load_before = os.getloadavg()[0]
+        relay_s, cpu = bench_relays(dsn, settings, relays)
+        load_after = os.getloadavg()[0]
+    finally:
+        drop_db(admin, dsn)
+    return Run(kind, n, json_size, avro_size, writer, enc_s, enc_cpu, raw_s, raw_cpu,
+               relay_s, cpu, (load_before, load_after))
+
+
+def report(run: Run) -> list[str]:
+    cpu = dict(run.cpu)
+    background = cpu.pop("broker_background")
+    n = run.n
+    per = {k: v / n * 1e6 for k, v in cpu.items()}
+    total_us = sum(per.values())
+    relay_work = ("framing check + key/headers (no JSON, no Avro)" if run.kind == "avro"
+                  else "validate + Avro from JSON")
+    out = [
+        f"| **{run.kind} rows**: relay, PostgreSQL -> Kafka, end to end | {run.relay_s:.2f} "
+        f"| {n / run.relay_s:,.0f} | {total_us:.0f} | {run.load[0]:.1f} / {run.load[1]:.1f} |",
+        f"| — relay processes (Python + librdkafka) | | | {per['relay']:.0f} | |",
+        f"| — their PostgreSQL backends | | | {per['postgres']:.0f} | |",
+        f"| — Kafka broker, net of its background ({background:.2f} cores before) | | | "
+        f"{per['broker']:.0f} | |",
+        f"| — relay-side row work alone ({relay_work}, 1 process) | {run.enc_s:.2f} | "
+        f"{n / run.enc_s:,.0f} | {run.enc_cpu / n * 1e6:.1f} | |",
+        f"| raw confluent-kafka produce of the same bytes | {run.raw_s:.2f} | "
+        f"{n / run.raw_s:,.0f} | {run.raw_cpu / n * 1e6:.0f} (client) | |",
+    ]
+    w = run.writer
+    if w.encoded:
+        out.append(
+            f"| writer: Avro encode moved to the CRM transaction (validate + Avro write, "
+            f"{w.encoded} events) | {w.encode_s:.2f} | {w.encoded / w.encode_s:,.0f} | "
+            f"{w.encode_cpu_s / w.encoded * 1e6:.0f} (wall {w.encode_s / w.encoded * 1e6:.0f})"
+            " | |")
+    out.append(f"| writer: simulated day through the outbox library ({w.day_events} events,"
+               f" wall per event) | {w.day_s:.2f} | {w.day_events / w.day_s:,.0f} | "
+               f"{w.day_s / w.day_events * 1e6:,.0f} (wall) | |")
+    out.append(f"| CPU bound on 2 idle cores ({run.kind}): 2 s / {total_us:.0f} µs | | "
+               f"{2e6 / total_us:,.0f} | | |")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--relays", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rows", choices=["avro", "json", "both"], default="both",
+                        help="outbox rows the writer stores: Avro-encoded (payload_avro) "
+                             "or JSON only")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--validation", choices=["schema", "contract"], default="schema")
     parser.add_argument("--buckets", type=int, default=0,
                         help="buckets_per_claim (default 64 / relays)")
+    parser.add_argument("--no-append", action="store_true", help="print only")
     args = parser.parse_args()
     bootstrap, registry = env("KAFKA_BOOTSTRAP_SERVERS"), env("SCHEMA_REGISTRY_URL")
     admin = env("DATABASE_URL")
-    lines = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — relay vs raw produce", "",
+    kinds = ["json", "avro"] if args.rows == "both" else [args.rows]
+    lines = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — relay vs raw produce "
+             f"(rows: {', '.join(kinds)})", "",
              f"- machine: {machine()}",
              "- Kafka 4.1 (1 broker, same machine), Apicurio 3.0 ccompat, PostgreSQL 15",
              "- producer: acks=all, enable.idempotence, lz4, linger.ms=5",
-             f"- relay: batch_size={args.batch_size}, validation={args.validation}"]
+             f"- relay: batch_size={args.batch_size}, validation={args.validation} "
+             "(JSON rows; Avro rows get the framing check only)",
+             f"- 1-minute load average at start: {os.getloadavg()[0]:.1f}"]
     for relays in args.relays:
-        dsn = make_db(admin)
-        try:
-            apply_crm_schema(dsn)
-            n = fill(dsn, args.events)
-            rows = rows_of(dsn)
-            size = sum(len(r.payload or "") for r in rows) / len(rows)
-            topics = Topics(suffix=f"bench{uuid.uuid4().hex[:6]}")
-            ensure_topics(bootstrap, topics)
-            enc_s, enc_cpu, encoded = bench_encode(rows, registry, topics,
-                                                   args.validation)
-            avro = sum(len(e.value) for e in encoded) / len(encoded)
-            raw_topics = Topics(suffix=topics.suffix + "raw")
-            ensure_topics(bootstrap, raw_topics)
-            for e in encoded:
-                e.topic = e.topic.replace(topics.suffix, raw_topics.suffix)
-            raw_s, raw_cpu = bench_raw(encoded, bootstrap)
-            del encoded, rows
-            settings = RelaySettings(
-                kafka_bootstrap_servers=bootstrap, schema_registry_url=registry,
-                database_url=dsn, topic_suffix=topics.suffix, create_topics=False,
-                exit_when_idle=True, batch_size=args.batch_size,
-                buckets_per_claim=args.buckets or max(1, 64 // relays),
-                validation=args.validation)
-            load_before = os.getloadavg()[0]
-            relay_s, cpu = bench_relays(dsn, settings, relays)
-            load_after = os.getloadavg()[0]
-        finally:
-            drop_db(admin, dsn)
-        background = cpu.pop("broker_background")
-        per = {k: v / n * 1e6 for k, v in cpu.items()}
-        total_us = sum(per.values())
+        runs = [one_run(kind, relays, args, bootstrap, registry, admin) for kind in kinds]
         lines += [
-            "", f"### {relays} relay process(es), {n} events "
-            f"(mean payload JSON {size:.0f} B, Avro {avro:.0f} B)", "",
-            "| what | seconds | events/s | CPU µs/event |", "|---|---:|---:|---:|",
-            f"| relay, PostgreSQL -> Kafka, end to end | {relay_s:.2f} | {n / relay_s:,.0f} "
-            f"| {total_us:.0f} |",
-            f"| — relay processes (Python + librdkafka) | | | {per['relay']:.0f} |",
-            f"| — their PostgreSQL backends | | | {per['postgres']:.0f} |",
-            f"| — Kafka broker, net of its background ({background:.2f} cores before the "
-            f"run) | | | {per['broker']:.0f} |",
-            f"| encode only (validate + Avro, 1 process) | {enc_s:.2f} | {n / enc_s:,.0f} "
-            f"| {enc_cpu / n * 1e6:.0f} |",
-            f"| encode only, by CPU time | {enc_cpu:.2f} | {n / enc_cpu:,.0f} | |",
-            f"| raw confluent-kafka produce of the same bytes | {raw_s:.2f} | "
-            f"{n / raw_s:,.0f} | {raw_cpu / n * 1e6:.0f} (client) |",
-            "", f"1-minute load average before/after the relay run: {load_before:.1f} / "
-            f"{load_after:.1f} (other processes shared the machine when above ~1). "
-            f"CPU bound on 2 idle cores: 2 s / {total_us:.0f} µs = "
-            f"{2e6 / total_us:,.0f} events/s.",
-        ]
-        print("\n".join(lines[-14:]), flush=True)
+            "", f"### {relays} relay process(es), {runs[0].n} events (mean payload JSON "
+            f"{runs[0].json_size:.0f} B, Avro {runs[0].avro_size:.0f} B)", "",
+            "| what | seconds | events/s | CPU µs/event | load 1m before/after |",
+            "|---|---:|---:|---:|---:|"]
+        for run in runs:
+            lines += report(run)
+        print("\n".join(lines), flush=True)
+    if args.no_append:
+        return
     if not RESULTS.exists():
         RESULTS.write_text(HEADER)
     with RESULTS.open("a") as fh:
