@@ -137,6 +137,13 @@ class PlatformSpec:
     max_name_lengths: Mapping[str, int] = field(default_factory=dict)
     #: The pydantic model of the tenant's platform settings (realm id, org id, ...).
     settings_model: type[BaseModel] | None = None
+    #: Updates are guarded by the version we stored (``updated_at``, a modified
+    #: timestamp) and refused when the document changed since — a bookkeeper's edit
+    #: wins. The runner then writes at most one change per document per bookkeeping
+    #: transaction: after a crash between two unrecorded writes of one document, the
+    #: replay of the first would otherwise meet our own second write and take it for a
+    #: bookkeeper's edit.
+    guards_edits: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:

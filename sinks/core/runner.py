@@ -104,6 +104,9 @@ class BatchState:
     blocked: dict[tuple[str, int], int] = field(default_factory=dict)
     finished: int = 0
     retry_needed: bool = False
+    #: Documents (tenant, aggregate type, id) written in this batch; used when the
+    #: platform ``guards_edits`` to end a lane before a second write of one of them.
+    documents: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 Lane = list[tuple[Record, Any]]
@@ -268,6 +271,15 @@ class SinkRunner:
                 # done and re-read the rest, instead of being evicted from the group.
                 self._block(tp, msg.offset, batch)
                 return
+            document = self._document(entry)
+            if document is not None:
+                with self._lock:
+                    again = document in batch.documents
+                    batch.documents.add(document)
+                if again:
+                    # commit the first write's bookkeeping before the second is sent
+                    self._block(tp, msg.offset, batch)
+                    return
             try:
                 if isinstance(entry, RetryableError):
                     raise entry  # e.g. the registry is unreachable: not the record's fault
@@ -282,6 +294,13 @@ class SinkRunner:
             with self._lock:
                 batch.finished += 1
             self.crash.reached("mid_batch")
+
+    def _document(self, entry: Any) -> tuple[str, str, str] | None:
+        """The document an entry writes, when the platform guards edits (else None)."""
+        if not self.platform.spec.guards_edits or isinstance(entry, Exception):
+            return None
+        event = entry.event
+        return (str(event.tenant_id), str(event.aggregate_type), str(event.aggregate_id))
 
     def _block(self, tp: tuple[str, int], offset: int, batch: BatchState) -> None:
         with self._lock:

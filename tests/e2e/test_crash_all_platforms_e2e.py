@@ -21,16 +21,12 @@ the sync log.
 
 from __future__ import annotations
 
-import re
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from deploy.localstack.stack import Endpoints
-from ledgerstream.pipeline import DeadLetterInfo, Pipeline, PipelineConfig, PipelineResult
-from schemas.models import FinancialEvent
-from sinks.core.references import KIND_BY_AGGREGATE
+from ledgerstream.pipeline import Pipeline, PipelineConfig, PipelineResult
 from sinks.sandbox.profiles import PROFILES
 from tests.e2e.test_all_platforms_e2e import _unexpected_dead_letters
 
@@ -58,43 +54,6 @@ FAULTS: tuple[dict[str, Any], ...] = (
 )
 
 
-#: Known defect, tolerated only in exactly this shape (printed on every run): platforms
-#: that guard updates with a stored version (Sage Accounting ``updated_at``, Acumatica
-#: ``LastModifiedDateTime``: "refusing to overwrite a bookkeeper's edit") dead-letter
-#: the replay of an update that a *later* update of the same document, written by the
-#: killed sink but not yet recorded, has superseded — the platform cannot tell our
-#: unrecorded write from a bookkeeper's. The later update then replays as already
-#: applied, so the document ends right; tolerated only if a later event of the same
-#: document exists and the document agrees with the CRM. (Fixing it needs the runtime
-#: to record a write's intent before the call; docs/platforms/sage-accounting.md.)
-SUPERSEDED_STALE: dict[str, re.Pattern[str]] = {
-    p: re.compile(r"refusing to overwrite a bookkeeper's edit")
-    for p in ("sage-accounting", "acumatica")}
-
-
-def _superseded(result: PipelineResult, assignment: dict[str, str],
-                events: dict[str, FinancialEvent]) -> list[DeadLetterInfo]:
-    """The dead letters that are the known stale-replay defect in its tolerated shape."""
-    latest: dict[tuple[str, str], int] = {}
-    for each in events.values():
-        key = (str(each.tenant_id), str(each.aggregate_id))
-        latest[key] = max(latest.get(key, -1), each.aggregate_version)
-    out = []
-    for letter in result.dead_letters:
-        tenant = str(letter.tenant_id)
-        pattern = SUPERSEDED_STALE.get(assignment.get(tenant, ""))
-        event = events.get(str(letter.event_id))
-        if (pattern is None or event is None or letter.error_class != "PayloadRejectedError"
-                or not pattern.search(letter.reason)):
-            continue
-        doc = f"{KIND_BY_AGGREGATE[event.aggregate_type.value]}:{event.aggregate_id}"
-        later = latest[(tenant, str(event.aggregate_id))] > event.aggregate_version
-        right = not any(d.key == doc for d in result.tenants[tenant].differences)
-        if later and right:
-            out.append(letter)
-    return out
-
-
 def _duplicates(result: PipelineResult, platform: str) -> list[str]:
     return [f"{t.tenant_id}: {d}" for t in result.tenants.values() if t.platform == platform
             for d in t.differences if d.what == "duplicates"]
@@ -115,8 +74,6 @@ def test_every_platform_survives_crashes_and_lost_responses(endpoints: Endpoints
         result = pipeline.run()
         assignment = dict(pipeline.assignment)
         pending = {p: pipeline.sandboxes[p].sandbox.faults.pending() for p in PLATFORMS}
-        assert pipeline.simulation is not None
-        events = {str(e.event_id): e for e in pipeline.simulation.events}
 
     print(f"\ncrash run {result.duration_s:.1f}s, {result.events_produced} events, "
           f"{result.ledger_entries} entries, {len(result.dead_letters)} dead letters")
@@ -149,13 +106,11 @@ def test_every_platform_survives_crashes_and_lost_responses(endpoints: Endpoints
     lost = [f"{t.platform} {t.tenant_id}: {d}" for t in result.tenants.values()
             for d in t.differences if d.what == "missing"
             and d.key not in result.dead_lettered_keys.get(t.tenant_id, set())]
-    tolerated = _superseded(result, assignment, events)
-    for letter in tolerated:
-        print(f"  known stale-replay defect, {assignment[str(letter.tenant_id)]} "
-              f"{letter.tenant_id}: {letter.reason[:200]}")
-    unexpected = _unexpected_dead_letters(
-        replace(result, dead_letters=[d for d in result.dead_letters if d not in tolerated]),
-        assignment)
+    # Sage Accounting and Acumatica guard edits with the version we stored; the runner
+    # gives them one write per document per transaction (PlatformSpec.guards_edits), so
+    # a replay never meets our own unrecorded later write ("refusing to overwrite a
+    # bookkeeper's edit" here would be that defect back).
+    unexpected = _unexpected_dead_letters(result, assignment)
     assert not problems, problems
     assert not lost, "documents lost by a crash:\n" + "\n".join(lost)
     assert not unexpected, unexpected

@@ -214,6 +214,7 @@ class Acumatica(Platform):
         rate_limit=RATE_LIMIT,
         max_name_lengths=MAX_NAME_LENGTHS,
         settings_model=AcumaticaSettings,
+        guards_edits=True,
     )
 
     # ------------------------------------------------------------------ helpers

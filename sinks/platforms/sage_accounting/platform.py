@@ -148,6 +148,7 @@ class SageAccounting(Platform):
         rate_limit=RATE_LIMIT,
         max_name_lengths=MAX_NAME_LENGTHS,
         settings_model=SageSettings,
+        guards_edits=True,
     )
 
     # ------------------------------------------------------------------ helpers
