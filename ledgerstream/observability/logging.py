@@ -75,5 +75,16 @@ def setup_logging(component: str, *, level: str | int = "INFO", json_format: boo
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx and httpcore log every request at INFO: at a sink's rate that is most of
+    # its log volume and a measurable share of its CPU (JSON + redaction per line),
+    # and the same facts are on /metrics (api latency, status). Quiet unless debugging.
+    numeric = level if isinstance(level, int) else logging.INFO
+    for chatty in QUIET_LOGGERS:
+        logging.getLogger(chatty).setLevel(
+            max(numeric, logging.WARNING) if numeric > logging.DEBUG else logging.NOTSET)
     install_redaction(root)
     return handler
+
+
+#: Third-party loggers that log per request or per message at INFO.
+QUIET_LOGGERS = ("httpx", "httpcore")

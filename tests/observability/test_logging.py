@@ -89,3 +89,19 @@ def test_text_format_is_still_redacted() -> None:
         for handler in saved:
             root.addHandler(handler)
     assert "Bearer ***" in buffer.getvalue() and "relay" in buffer.getvalue()
+
+
+def test_per_request_library_logs_are_quiet_unless_debugging() -> None:
+    import io
+    import logging
+
+    from ledgerstream.observability.logging import setup_logging
+
+    out = io.StringIO()
+    setup_logging("sink-test", stream=out)
+    logging.getLogger("httpx").info("HTTP Request: POST https://api.test/invoice 200")
+    logging.getLogger("ledgerstream.sink").info("wrote invoice 7")
+    assert "HTTP Request" not in out.getvalue() and "wrote invoice 7" in out.getvalue()
+    setup_logging("sink-test", level="DEBUG", stream=out)
+    logging.getLogger("httpx").info("HTTP Request: GET https://api.test/x 200")
+    assert "HTTP Request: GET" in out.getvalue()
