@@ -32,6 +32,9 @@ class ProcessorMetrics:
                               ["error_class"], registry=r)
         self.pending = Gauge("ledgerstream_processor_pending_events",
                              "Events currently parked", registry=r)
+        self.lag = Gauge("ledgerstream_processor_consumer_lag_records",
+                         "Input records not yet committed by the processor's group",
+                         ["topic", "partition"], registry=r)
 
     def discrepancy(self, field: str) -> None:
         """Count by field without per-line cardinality (``lines[l7].amount`` ->

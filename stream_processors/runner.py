@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from ledgerstream.observability import Readiness, serve_observability
+from ledgerstream.observability.group_lag import GroupLagMonitor
 from stream_processors.app import GLOBAL_TABLE, TABLES, LedgerProcessor, ticks_topic
 from stream_processors.eos import mark_clean, prepare_state_dir
 from stream_processors.settings import ProcessorSettings
@@ -113,6 +114,11 @@ def run_processor(settings: ProcessorSettings) -> int:
     serve_observability("processor", settings.metrics_port, host="0.0.0.0",
                         registries=(processor.metrics.registry, REGISTRY),
                         readiness=processor_readiness(processor.app))
+    names = settings.topics
+    lag = GroupLagMonitor(
+        settings.kafka_bootstrap_servers, settings.resolved_app_id,
+        [names.crm_financial_events, names.crm_customers, names.crm_tax_rates],
+        processor.metrics.lag, interval_s=settings.lag_interval_seconds).start()
     worker = faust.Worker(processor.app, loglevel=settings.log_level, quiet=True,
                           override_logging=False)
     code = 0
@@ -120,6 +126,8 @@ def run_processor(settings: ProcessorSettings) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        lag.stop()
     crashed = processor.app.crash_reason
     if crashed is None and code == 0:
         mark_clean(datadir)

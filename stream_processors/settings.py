@@ -56,6 +56,8 @@ class ProcessorSettings(BaseSettings):
     transactional producer per input partition and 2-4 records per event, linger 0 sent
     one small request per record (the kernel's loopback ``send`` alone was ~15 % of the
     worker's time); a commit waits at most this long for the last batch."""
+    lag_interval_seconds: float = 5.0
+    """How often the consumer lag gauge is measured (committed vs end offsets)."""
     session_timeout_seconds: float = 30.0
     """Consumer-group session timeout: how long a SIGKILLed worker's partitions stay
     assigned to it before a restarted (or other) worker gets them."""

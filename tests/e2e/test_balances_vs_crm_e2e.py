@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import time
 import uuid
@@ -20,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaError
@@ -45,6 +47,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 CENT = Decimal("0.01")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+METRICS_PORT = _free_port()
+
+
 @pytest.fixture
 def world(endpoints: Endpoints, fresh_database: str, tmp_path: Path
           ) -> Iterator[tuple[Topics, str, dict[str, Service]]]:
@@ -62,7 +73,9 @@ def world(endpoints: Endpoints, fresh_database: str, tmp_path: Path
         "processor": Service("processor", [sys.executable, "-m", "stream_processors"], {
             **env, "LEDGERSTREAM_PROCESSOR_TOPIC_SUFFIX": topics.suffix,
             "LEDGERSTREAM_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
-            "LEDGERSTREAM_PROCESSOR_LOG_LEVEL": "warn"}, tmp_path / "processor.log"),
+            "LEDGERSTREAM_PROCESSOR_LOG_LEVEL": "warn",
+            "LEDGERSTREAM_PROCESSOR_METRICS_PORT": str(METRICS_PORT),
+            "LEDGERSTREAM_PROCESSOR_LAG_INTERVAL_SECONDS": "1"}, tmp_path / "processor.log"),
     }
     for service in services.values():
         service.start()
@@ -174,3 +187,15 @@ def test_ledger_balances_equal_the_crm_tables(
         b.invoiced or b.paid or b.credited or b.refunded)]
     assert not problems, "\n".join(problems)
     assert not extra, f"balances the CRM does not have: {extra}"
+
+    # the processor's lag gauge (committed vs end offsets) reaches zero once it is done
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+        lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("ledgerstream_processor_consumer_lag_records{")
+                and topics.crm_financial_events in line]
+        if lags and not any(lags):
+            break
+        assert time.monotonic() < deadline, f"processor lag never reached 0: {lags}"
+        time.sleep(0.5)
