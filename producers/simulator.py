@@ -434,9 +434,14 @@ def main(argv: list[str] | None = None) -> None:
         apply_crm_schema(dsn)
     encoder = None
     if args.avro:
-        from producers.settings import ProducerSettings
-        producer = ProducerSettings()
-        encoder = outbox.AvroEncoder(producer.schema_registry_url, producer.topics)
+        import os
+
+        from schemas.topics import Topics
+        registry = os.environ.get("SCHEMA_REGISTRY_URL") or parser.error(
+            "--avro needs SCHEMA_REGISTRY_URL")
+        encoder = outbox.AvroEncoder(registry, Topics(
+            prefix=os.environ.get("LEDGERSTREAM_TOPIC_PREFIX", ""),
+            suffix=os.environ.get("LEDGERSTREAM_TOPIC_SUFFIX", "")))
     res = simulate_day(dsn, SimulationConfig(args.tenants, args.customers, args.jobs,
                                              args.seed, rate=args.rate),
                        avro_encoder=encoder)

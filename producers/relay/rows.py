@@ -268,12 +268,13 @@ class RowEncoder:
         under ``topic``'s subject: a writer on an older, compatible version is fine."""
         found = self._prefixes.get(topic)
         if found is None or refresh:
+            own = self._framing(topic)  # registers the subject if it is new
             subject = f"{topic}-value"
             registry = self.serde.registry
             ids = {registry.get_version(subject, v).schema_id
                    for v in registry.get_versions(subject)}
-            found = frozenset({self._framing(topic)}
-                              | {b"\0" + i.to_bytes(4, "big") for i in ids if i is not None})
+            found = frozenset({own} | {b"\0" + i.to_bytes(4, "big")
+                                       for i in ids if i is not None})
             self._prefixes[topic] = found
         return found
 
