@@ -283,7 +283,7 @@ def _zoho_provision(sandbox: Sandbox, tenant_id: str, org_id: str, url: str
         # The simulated CRM rounds tax once per tax and document; a Zoho organisation
         # that agrees with it to the cent has "tax rounding: transaction level" set.
         sandbox.org(org_id).tax_rounding = "entity_level"
-    settings = {"organization_id": org_id,
+    settings = {"organization_id": org_id, "tax_rounding": "entity_level",
                 "currency_ids": {"USD": "460000000004001", "EUR": "460000000004002"}}
     return settings, dict(ZOHO_MAPPING)
 

@@ -520,7 +520,13 @@ class ZohoBooksSandbox(Sandbox):
         lines, subtotal, discount, tax = self._lines(org, body)
         if body.get("tax_exemption_id"):
             tax = Decimal(0)
-        total = subtotal - discount + tax
+        # Zoho applies an invoice's ``adjustment`` (either sign) after tax; credit notes
+        # have no such field in Zoho's request schema, so one sent there is ignored.
+        adjustment = (_cents(_dec(body.get("adjustment", 0), "adjustment"))
+                      if kind == "invoice" else Decimal(0))
+        total = subtotal - discount + tax + adjustment
+        if total < 0:
+            raise _invalid(f"The {self._label(kind).lower()} total cannot be negative.")
         number_field = "invoice_number" if kind == "invoice" else "creditnote_number"
         id_field = "invoice_id" if kind == "invoice" else "creditnote_id"
         number = body.get(number_field) if keep_number else None
@@ -552,6 +558,9 @@ class ZohoBooksSandbox(Sandbox):
             "is_discount_before_tax": bool(body.get("is_discount_before_tax")),
             "is_inclusive_tax": bool(body.get("is_inclusive_tax")),
             "tax_total": num(tax), "total": num(total), "balance": num(total - settled)})
+        if kind == "invoice":
+            record["adjustment"] = num(adjustment)
+            record["adjustment_description"] = str(body.get("adjustment_description", ""))
         if kind == "invoice":
             record["due_date"] = str(body.get("due_date", day.isoformat()))
         store[record[id_field]] = record

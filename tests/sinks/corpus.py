@@ -214,13 +214,13 @@ def tax_exempt_customer(s: Story) -> None:
                             {SAMPLE_TAX_CODE: D("0.0825")}, exempt=True))
 
 
-@scenario("an invoice with 200 lines (a fleet service contract)")
-def two_hundred_lines(s: Story) -> None:
+@scenario("an invoice with 500 lines (a fleet service contract)")
+def five_hundred_lines(s: Story) -> None:
     s.customer(sample_customer("c1"), announce=False)
     lines = tuple(
         line(f"l{i}", LineKind.PART if i % 2 else LineKind.LABOR, f"Unit {i} service",
              "1", f"{10 + i % 7}.{i % 100:02d}", SAMPLE_TAX_CODE if i % 2 else None)
-        for i in range(1, 201))
+        for i in range(1, 501))
     s.invoice(taxed_invoice("inv1", "c1", lines, {SAMPLE_TAX_CODE: D("0.0825")}))
 
 

@@ -16,6 +16,14 @@ computes the tax.
 Discount lines become Zoho's entity-level ``discount`` (an amount); taxed discount
 lines make it a before-tax discount (``is_discount_before_tax``), untaxed ones an
 after-tax discount.
+
+Because Zoho computes the tax, its total can differ from the CRM's by the rounding of
+tax (per line in an item-level organisation, once per tax in the CRM) and by how a
+before-tax discount is spread over the lines. Invoices therefore carry an
+``adjustment`` ("Rounding adjustment") equal to the CRM's total less what Zoho will
+compute for the body sent (:mod:`sinks.platforms.zoho_books.rounding`). Zoho's
+credit-note request schema has no ``adjustment``; :func:`credit_note_drift` tells how
+far a credit note will be off, for the write result's notes.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from schemas.models import (
 from sinks.core.errors import ConfigurationError, PayloadRejectedError
 from sinks.core.mapping import TenantMapping
 from sinks.platforms.common.lines import MAPPED_KIND as LINE_KINDS
+from sinks.platforms.zoho_books.rounding import ADJUSTMENT_DESCRIPTION, adjustment
 from sinks.platforms.zoho_books.spec import SPEC, ZohoBooksSettings
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
     "apply_credit_body",
     "contact_body",
     "credit_note_body",
+    "credit_note_drift",
     "credit_refund_body",
     "currency",
     "disambiguated_name",
@@ -54,6 +64,7 @@ __all__ = [
     "payment_refund_body",
     "quantity",
     "reapplied_payment_body",
+    "rounding_adjustment",
     "upsert_headers",
 ]
 
@@ -218,10 +229,55 @@ def _exemption(customer: Customer | None, mapping: TenantMapping) -> dict[str, A
     return {}
 
 
+def _zoho_rates(document: Invoice | CreditNote, mapping: TenantMapping
+                ) -> dict[str, Decimal] | None:
+    """Zoho ``tax_id`` → rate, from the CRM's own tax lines (the Zoho tax a code maps to
+    has the code's rate); ``None`` when a taxed line's code has no tax line to say it."""
+    by_code = {t.code: t.rate for t in document.tax_lines}
+    rates: dict[str, Decimal] = {}
+    for line in document.lines:
+        if line.tax_code is None or line.kind is LineKind.DISCOUNT:
+            continue
+        if line.tax_code not in by_code:
+            return None
+        rates[mapping.tax_code(line.tax_code)] = by_code[line.tax_code]
+    return rates
+
+
+def rounding_adjustment(document: Invoice | CreditNote, items: list[dict[str, Any]],
+                        header: dict[str, Any], mapping: TenantMapping,
+                        settings: ZohoBooksSettings) -> tuple[Decimal, Decimal] | None:
+    """``(adjustment, zoho_total)`` for the body built from ``items`` and ``header``
+    under the tenant's tax rounding; ``None`` when the document's tax lines do not give
+    every rate (then nothing is adjusted)."""
+    taxed = any(item.get("tax_id") for item in items)
+    rates = _zoho_rates(document, mapping) if taxed else {}
+    if rates is None:
+        return None
+    return adjustment(document.total, items, header, rates, settings.tax_rounding,
+                      inclusive=document.prices_include_tax)
+
+
+def credit_note_drift(note: CreditNote, customer: Customer | None, mapping: TenantMapping,
+                      settings: ZohoBooksSettings) -> Decimal:
+    """How much the CRM's credit note total exceeds what Zoho will compute (0 if they
+    agree or the rates are unknown): Zoho's credit notes take no ``adjustment``."""
+    exempt = bool(customer and customer.tax_exempt)
+    items, header = line_items(note.lines, mapping, exempt=exempt, whole_quantities=True)
+    found = rounding_adjustment(note, items, header, mapping, settings)
+    return Decimal(0) if found is None else found[0]
+
+
 def invoice_body(invoice: Invoice, contact_id: str, customer: Customer | None,
                  mapping: TenantMapping, settings: ZohoBooksSettings) -> dict[str, Any]:
+    """The invoice request; with an ``adjustment`` when Zoho would total otherwise than
+    the CRM (see the module docstring)."""
     exempt = bool(customer and customer.tax_exempt)
     items, header = line_items(invoice.lines, mapping, exempt=exempt)
+    found = rounding_adjustment(invoice, items, header, mapping, settings)
+    if found is not None and found[0]:
+        header = {**header, "adjustment": float(found[0]),
+                  "adjustment_description": ADJUSTMENT_DESCRIPTION}
     body: dict[str, Any] = {
         "customer_id": contact_id,
         "reference_number": SPEC.truncate("invoice.reference_number",

@@ -252,6 +252,12 @@ class ZohoBooks(Platform):
         if isinstance(response, SinkError):
             voided = yield from self._voided(response, invoice, settings)
             return replace(voided, related=related)
+        if "adjustment" in body:
+            notes.append(
+                f"rounding adjustment {body['adjustment']:+.2f} sent: Zoho Books "
+                f"({settings.tax_rounding} tax rounding) would total "
+                f"{invoice.total - Decimal(str(body['adjustment'])):.2f}, the CRM "
+                f"{invoice.total:.2f}")
         record = self._record(response, "invoice")
         if record.get("status") == "draft" and invoice.status is not InvoiceStatus.DRAFT:
             # Zoho creates invoices as drafts; the CRM has issued this one.
@@ -417,6 +423,12 @@ class ZohoBooks(Platform):
             raise response
         record = self._record(response, "creditnote")
         ext = str(record["creditnote_id"])
+        drift = m.credit_note_drift(note, entry.customer, mapping, settings)
+        if drift:
+            notes.append(
+                f"Zoho Books ({settings.tax_rounding} tax rounding) totals this credit note "
+                f"{note.total - drift:.2f}, the CRM {note.total:.2f}; Zoho credit notes take no "
+                "rounding adjustment")
         for allocation in note.allocations:
             if allocation.amount <= 0:
                 continue

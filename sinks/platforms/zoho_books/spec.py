@@ -42,6 +42,11 @@ class ZohoBooksSettings(BaseModel):
     #: currency the CRM bills in (from ``GET /settings/currencies``).
     base_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     currency_ids: dict[str, str] = Field(default_factory=dict)
+    #: The organisation's "tax rounding" preference (Settings → Preferences → General):
+    #: ``item_level`` (Zoho's default: each line's tax rounded) or ``entity_level``
+    #: (each tax summed over the document, rounded once). Invoices get a rounding
+    #: ``adjustment`` when Zoho's total under this preference differs from the CRM's.
+    tax_rounding: Literal["item_level", "entity_level"] = "item_level"
     #: Override the API base URL (sandbox, tests); derived from ``data_centre`` if unset.
     base_url: str | None = None
 

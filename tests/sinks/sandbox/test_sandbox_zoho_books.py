@@ -207,3 +207,28 @@ def test_inactive_customer_cannot_be_billed(zb: ZohoBooksSandbox, zc: httpx.Clie
     assert r.status_code == 400 and "inactive" in r.json()["message"]
     assert zc.post(f"/books/v3/contacts/{cid}/active", params=Q).status_code == 200
     assert invoice(zc, "inv1", cid, "INV-1").status_code == 200
+
+
+def test_invoice_adjustment_applies_after_tax(zb: ZohoBooksSandbox, zc: httpx.Client) -> None:
+    """Zoho's ``adjustment`` (either sign) is added after tax to total and balance."""
+    cid = contact(zc)
+    lines = [{"item_id": ITEM, "rate": 1.0, "quantity": 1, "tax_id": TAX}] * 10
+    r = upsert(zc, "invoices", "inv-adj", {
+        "customer_id": cid, "invoice_number": "INV-ADJ", "date": "2025-03-14",
+        "line_items": lines, "adjustment": 0.03,
+        "adjustment_description": "Rounding adjustment"})
+    assert r.status_code == 200, r.text
+    record = r.json()["invoice"]
+    # item-level (default): 10 x round(0.0825) = 0.80, + 0.03 after tax
+    assert (record["tax_total"], record["total"], record["balance"]) == (0.8, 10.83, 10.83)
+    assert record["adjustment_description"] == "Rounding adjustment"
+    zb.org(ORG).tax_rounding = "entity_level"
+    r = upsert(zc, "invoices", "inv-adj", {
+        "customer_id": cid, "invoice_number": "INV-ADJ", "date": "2025-03-14",
+        "line_items": lines, "adjustment": -0.01})
+    record = r.json()["invoice"]
+    assert (record["tax_total"], record["total"]) == (0.83, 10.82)
+    r = upsert(zc, "invoices", "inv-neg", {
+        "customer_id": cid, "invoice_number": "INV-NEG", "date": "2025-03-14",
+        "line_items": lines[:1], "adjustment": -5})
+    assert r.status_code == 400 and "negative" in r.json()["message"]
