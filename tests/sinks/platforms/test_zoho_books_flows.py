@@ -17,6 +17,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from schemas.examples import (
+    SAMPLE_TAX_CODE,
+    sample_credit_note,
     sample_credit_note_event,
     sample_customer_event,
     sample_invoice,
@@ -34,8 +36,10 @@ from schemas.models import (
     FinancialEvent,
     InvoiceStatus,
     LedgerEntry,
+    LineKind,
     Op,
     PaymentKind,
+    TaxLine,
 )
 from sinks.core.contract import (
     FlowRunner,
@@ -68,6 +72,7 @@ from tests.sinks.contract.harness_zoho_books import (
     SPECS,
     zoho_spec,
 )
+from tests.sinks.corpus import line, taxed_invoice
 
 ORG = "20001"
 TENANT = "t1"
@@ -411,3 +416,45 @@ def test_spec_validation_rejects_a_malformed_request() -> None:
     with pytest.raises(Exception, match="validation error"):
         validate(bad)
 
+
+
+def _ten_cent_drift_lines() -> tuple[Any, ...]:
+    """Ten taxed 1.00 lines at 8.25 %: item-level rounding gives 0.80 tax, the CRM 0.83."""
+    return tuple(line(f"l{i}", LineKind.PART, "Part", "1", "1.00", SAMPLE_TAX_CODE)
+                 for i in range(10))
+
+
+@pytest.mark.parametrize("rounding", ["item_level", "entity_level"])
+def test_rounding_adjustment_makes_zoho_total_the_crm_total(sandbox: ZohoBooksSandbox,
+                                                            rounding: str) -> None:
+    sandbox.org(ORG).tax_rounding = rounding
+    h = Harness(sandbox, settings={"organization_id": ORG, "tax_rounding": rounding})
+    invoice = taxed_invoice("inv1", "c1", _ten_cent_drift_lines(),
+                            {SAMPLE_TAX_CODE: Decimal("0.0825")})
+    result = h.write(sample_invoice_event(invoice=invoice))
+    doc = _doc(h.report(), result.external_id)
+    assert Decimal(doc["total"]) == invoice.total == Decimal("10.83")
+    assert Decimal(doc["balance"]) == invoice.total
+    body = next(r.json for r in h.sent if r.path == "/invoices")
+    notes = result.raw.get("notes", [])
+    if rounding == "item_level":
+        assert body["adjustment"] == 0.03
+        assert body["adjustment_description"] == "Rounding adjustment"
+        assert any("rounding adjustment +0.03" in n and "10.80" in n for n in notes)
+    else:
+        assert "adjustment" not in body and not notes
+    h.client.close()
+
+
+def test_credit_note_rounding_drift_is_noted(h: Harness) -> None:
+    lines = _ten_cent_drift_lines()
+    tax = TaxLine(code=SAMPLE_TAX_CODE, name=SAMPLE_TAX_CODE, rate=Decimal("0.0825"),
+                  taxable_amount=Decimal("10.00"), tax_amount=Decimal("0.83"))
+    note = sample_credit_note(invoice_id=None, lines=lines, tax_lines=(tax,),
+                              subtotal=Decimal("10.00"), total_tax=Decimal("0.83"),
+                              total=Decimal("10.83"))
+    event = sample_credit_note_event(invoice_id=None).model_copy(update={"payload": note})
+    result = h.write(event)
+    assert Decimal(_doc(h.report(), result.external_id)["total"]) == Decimal("10.80")
+    assert any("10.80, the CRM 10.83" in n and "no rounding adjustment" in n
+               for n in result.raw.get("notes", []))
