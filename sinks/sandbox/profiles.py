@@ -281,7 +281,8 @@ def _zoho_provision(sandbox: Sandbox, tenant_id: str, org_id: str, url: str
     assert isinstance(sandbox, ZohoBooksSandbox)
     with sandbox.lock:
         # The simulated CRM rounds tax once per tax and document; a Zoho organisation
-        # that agrees with it to the cent has "tax rounding: transaction level" set.
+        # that agrees with it to the cent has "tax rounding: transaction level" set,
+        # and the tenant settings say so (an item-level org gets rounding adjustments).
         sandbox.org(org_id).tax_rounding = "entity_level"
     settings = {"organization_id": org_id, "tax_rounding": "entity_level",
                 "currency_ids": {"USD": "460000000004001", "EUR": "460000000004002"}}
