@@ -120,6 +120,9 @@ def build_runner(
                        "group.id": topics.sink_group(name),
                        "client.id": f"ledgerstream-sink-{name}",
                        "session.timeout.ms": settings.session_timeout_ms,
+                       # a fetch waits at most this long for data (librdkafka: 500 ms),
+                       # which a quiet tenant's document would otherwise wait out
+                       "fetch.wait.max.ms": settings.fetch_wait_max_ms,
                        **lag_stats_conf(SinkRuntimeMetrics.default().lag, topics.ledger_entries,
                                         {"platform": name})},
         store=store,

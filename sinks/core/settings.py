@@ -31,7 +31,13 @@ class SinkSettings(BaseSettings):
     topic_prefix: str = ""
     topic_suffix: str = ""
     batch_size: int = Field(200, ge=1, le=10_000)
-    poll_timeout_s: float = 0.5
+    poll_timeout_s: float = Field(
+        0.1, gt=0, description="How long one poll collects records before the batch is "
+        "written: the latency a quiet stream pays per batch; a backlog fills batches "
+        "at once whatever this is.")
+    fetch_wait_max_ms: int = Field(
+        100, ge=0, le=5000, description="Kafka fetch wait when no new data (latency vs "
+        "fewer idle fetch requests).")
     retry_backoff_s: float = Field(2.0, description="Pause before re-reading a record whose "
                                    "platform call failed after the transport's own retries.")
     batch_time_budget_s: float = Field(
