@@ -3,10 +3,13 @@ idempotent), beside a raw confluent-kafka produce of the same messages in the sa
 
 Run by hand (not in tests), with the three endpoint variables exported:
 
-    .venv/bin/python bench/bench_relay.py --events 100000 [--relays 1 2]
+    .venv/bin/python bench/bench_relay.py --events 100000 [--relays 1 2] [--rows both]
 
 Rows are a realistic mix (the simulator's repair-shop day, replicated over many tenants
-so keys spread over every bucket). Results are appended to bench/RESULTS.md.
+so keys spread over every bucket). ``--rows``: JSON rows (the relay validates and encodes
+them), Avro rows (``payload_avro``, encoded by the outbox library's AvroEncoder at write
+time, whose cost per event is measured and reported), or both, each in its own fresh
+database beside a raw produce of the same bytes. Results are appended to bench/RESULTS.md.
 """
 
 from __future__ import annotations
