@@ -307,8 +307,14 @@ def process(**opts: Any) -> None:
 @click.option("--seed", default=42, show_default=True, help="Same seed, same activity.")
 @click.option("--rate", type=float, help="CRM events per second (default: as fast as possible).")
 @click.option("--apply-schema", is_flag=True, help="Create the reference CRM tables first.")
+@click.option("--avro", is_flag=True,
+              help="Also write each event as Confluent-framed Avro (outbox payload_avro), "
+                   "encoded in the business transaction; needs the schema registry.")
+@click.option("--topic-prefix", default="", help="Topics the relay publishes to (--avro).")
+@click.option("--topic-suffix", default="", help="Topics the relay publishes to (--avro).")
 def simulate(database_url: str | None, tenants: int, customers: int, jobs: int, seed: int,
-             rate: float | None, apply_schema: bool) -> None:
+             rate: float | None, apply_schema: bool, avro: bool, topic_prefix: str,
+             topic_suffix: str) -> None:
     """Write a simulated day of repair-shop activity into the reference CRM database."""
     import os
     import time
@@ -329,8 +335,15 @@ def simulate(database_url: str | None, tenants: int, customers: int, jobs: int, 
             last[0] = now
             out.print(f"  {count} events written, {count / (now - started):.0f}/s")
 
+    encoder = None
+    if avro:
+        from producers.outbox import AvroEncoder
+        from schemas.topics import Topics
+
+        encoder = AvroEncoder(os.environ["SCHEMA_REGISTRY_URL"],
+                              Topics(prefix=topic_prefix, suffix=topic_suffix))
     result = simulate_day(dsn, SimulationConfig(tenants, customers, jobs, seed, rate=rate),
-                          progress=show)
+                          progress=show, avro_encoder=encoder)
     elapsed = time.monotonic() - started
     table = Table("event type", "count")
     for kind, n in sorted(result.by_type.items()):

@@ -132,3 +132,16 @@ def test_cli_simulate(fresh_database: str) -> None:
         row = conn.execute("SELECT count(*) FROM outbox").fetchone()
     assert row is not None and row[0] > 0
     assert f"{row[0]} events in" in outcome.output
+
+
+def test_cli_simulate_with_avro_rows(fresh_database: str, schema_registry_url: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", schema_registry_url)
+    outcome = CliRunner().invoke(cli, [
+        "simulate", "--database-url", fresh_database, "--apply-schema", "--tenants", "1",
+        "--jobs", "2", "--customers", "2", "--avro", "--topic-suffix", "simcli"])
+    assert outcome.exit_code == 0, outcome.output
+    with psycopg.connect(fresh_database) as conn:
+        rows = conn.execute("SELECT count(*), count(payload_avro), "
+                            "min(get_byte(payload_avro, 0)) FROM outbox").fetchone()
+    assert rows is not None and rows[0] > 0 and rows[1] == rows[0] and rows[2] == 0
