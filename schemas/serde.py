@@ -16,9 +16,11 @@ Keys are plain UTF-8 strings (see :mod:`schemas.topics`).
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any, TypeVar
 
+import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import SerializationContext, StringDeserializer, StringSerializer
@@ -142,3 +144,34 @@ def wire_schema_id(data: bytes) -> int:
     if magic != MAGIC_BYTE:
         raise ValueError(f"magic byte {magic} != {MAGIC_BYTE}: not Confluent wire format")
     return int(schema_id)
+
+
+def canonical_schema(text: str) -> str:
+    """A schema's JSON with keys sorted and no spaces: equal texts mean equal schemas."""
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+class WriterSchemas:
+    """Writer schemas by registry id, parsed once, for readers that decode with fastavro
+    directly (the processor's codec, the sink's entry reader: confluent-kafka's
+    deserializer walks the whole schema on every record).
+
+    ``resolve(id)`` gives ``(writer, same)``: ``same`` when the writer is today's schema
+    of ``avro_name``, so the caller can skip schema resolution; otherwise the parsed
+    writer, to be read with today's schema (``reader``) as the reader schema.
+    """
+
+    def __init__(self, client: SchemaRegistryClient, avro_name: str) -> None:
+        self.client = client
+        self.reader = avsc.parsed(avro_name)
+        self._canonical = canonical_schema(avsc.schema_str(avro_name))
+        self._known: dict[int, tuple[Any, bool]] = {}
+
+    def resolve(self, schema_id: int) -> tuple[Any, bool]:
+        found = self._known.get(schema_id)
+        if found is None:
+            text = self.client.get_schema(schema_id).schema_str or ""
+            same = canonical_schema(text) == self._canonical
+            found = (self.reader if same else fastavro.parse_schema(json.loads(text)), same)
+            self._known[schema_id] = found
+        return found

@@ -15,7 +15,6 @@ decode error; the codec interface is there for anything that wants faust's
 from __future__ import annotations
 
 import io
-import json
 import struct
 from typing import Any, Generic, TypeVar
 
@@ -65,11 +64,9 @@ class ConfluentAvroCodec(Codec, Generic[R]):
         self.auto_register = auto_register
         self.subject = value_subject(topic)
         self._schema_text = avsc.schema_str(model.avro_name)
-        self._reader = avsc.parsed(model.avro_name)
         self._write = record_writer(model)
-        self._canonical = _canonical(self._schema_text)
         self._schema_id: int | None = None
-        self._writers: dict[int, tuple[Any, bool]] = {}
+        self._schemas = serde.WriterSchemas(client, model.avro_name)
 
     @property
     def schema_id(self) -> int:
@@ -93,14 +90,6 @@ class ConfluentAvroCodec(Codec, Generic[R]):
         self._write(value, buf)
         return bytes(buf)
 
-    def _writer(self, schema_id: int) -> tuple[Any, bool]:
-        found = self._writers.get(schema_id)
-        if found is None:
-            text = self.client.get_schema(schema_id).schema_str or ""
-            same = _canonical(text) == self._canonical
-            found = (self._reader if same else fastavro.parse_schema(json.loads(text)), same)
-            self._writers[schema_id] = found
-        return found
 
     def decode(self, data: bytes | None) -> R:
         """Decode or raise :class:`AvroDecodeError` naming what was wrong."""
@@ -108,9 +97,9 @@ class ConfluentAvroCodec(Codec, Generic[R]):
             raise AvroDecodeError("empty value")
         try:
             schema_id = serde.wire_schema_id(data)
-            writer, same = self._writer(schema_id)
+            writer, same = self._schemas.resolve(schema_id)
             body = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER.size:]), writer, None if same else self._reader,
+                io.BytesIO(data[_HEADER.size:]), writer, None if same else self._schemas.reader,
                 return_record_name=True,
             )
             if not isinstance(body, dict):
@@ -125,6 +114,3 @@ class ConfluentAvroCodec(Codec, Generic[R]):
     def _loads(self, s: bytes) -> Any:
         return self.decode(s)
 
-
-def _canonical(schema_text: str) -> str:
-    return json.dumps(json.loads(schema_text), sort_keys=True, separators=(",", ":"))

@@ -13,14 +13,12 @@ still tells an unreachable registry (retry) from a bad record (dead letter).
 from __future__ import annotations
 
 import io
-import json
-from typing import Any
 
 import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.serialization import SerializationContext
 
-from schemas import avsc, serde
+from schemas import serde
 from schemas.models import LedgerEntry, from_avro
 
 __all__ = ["LedgerEntryReader"]
@@ -28,30 +26,15 @@ __all__ = ["LedgerEntryReader"]
 _FRAME = 5  # magic byte + 4-byte schema id
 
 
-def _canonical(text: str) -> str:
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-
-
 class LedgerEntryReader:
     def __init__(self, client: SchemaRegistryClient) -> None:
         self.client = client
-        self._reader = avsc.parsed(LedgerEntry.avro_name)
-        self._canonical = _canonical(avsc.schema_str(LedgerEntry.avro_name))
-        self._writers: dict[int, tuple[Any, bool]] = {}
-
-    def _writer(self, schema_id: int) -> tuple[Any, bool]:
-        found = self._writers.get(schema_id)
-        if found is None:
-            text = self.client.get_schema(schema_id).schema_str or ""
-            same = _canonical(text) == self._canonical
-            found = (self._reader if same else fastavro.parse_schema(json.loads(text)), same)
-            self._writers[schema_id] = found
-        return found
+        self._schemas = serde.WriterSchemas(client, LedgerEntry.avro_name)
 
     def __call__(self, data: bytes, ctx: SerializationContext | None = None) -> LedgerEntry:
-        writer, same = self._writer(serde.wire_schema_id(data))
+        writer, same = self._schemas.resolve(serde.wire_schema_id(data))
         body = fastavro.schemaless_reader(io.BytesIO(data[_FRAME:]), writer,
-                                          None if same else self._reader,
+                                          None if same else self._schemas.reader,
                                           return_record_name=True)
         if not isinstance(body, dict):
             raise TypeError("a ledger entry must be an Avro record")
