@@ -48,6 +48,9 @@ UP_FRONT = {
     QBO: ({"kind": "rate_limit", "count": 5, "seconds": 1, "tenant": "t001"},
           {"kind": "server_error", "count": 3, "status": 503, "tenant": "t003"},
           {"kind": "latency", "count": 2, "seconds": 3, "tenant": "t001"},
+          # then t001 answers slowly for a while, so that its customers are mapped while
+          # documents of theirs are still to come when they are made inactive
+          {"kind": "latency", "count": 25, "seconds": 0.25, "tenant": "t001"},
           {"kind": "lock_period", "tenant": LOCKED, "date": DAY.isoformat()}),
     XERO: ({"kind": "rate_limit", "count": 4, "seconds": 1, "tenant": "t002"},
            {"kind": "server_error", "count": 2, "status": 502, "tenant": "t004"},
