@@ -165,7 +165,9 @@ def credit_note_body(note: CreditNote, customer: Customer, contact_id: str,
         "Type": "ACCRECCREDIT",
         "CreditNoteNumber": notes.fit("CreditNoteNumber", note.number,
                                       LIMITS["invoice.number"], unique=True),
-        "Reference": note.reason[: LIMITS["reference"]],
+        # the reason alone repeats across a shop's credit notes ("Part returned
+        # unused"); with the CRM number the reference names one document
+        "Reference": f"{note.number}: {note.reason}"[: LIMITS["reference"]],
         "Status": "AUTHORISED",
     })
     return body
