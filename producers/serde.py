@@ -16,6 +16,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from schemas.avsc import schema_str
 from schemas.models import DeadLetter, FinancialEvent
+from schemas.serde import wire_header
 from schemas.topics import DEAD_LETTER, FINANCIAL_EVENT
 
 
@@ -40,7 +41,7 @@ class Serde:
         if prefix is None:
             schema_id = self.registry.register_schema(f"{topic}-value",
                                                       Schema(schema_str(record), "AVRO"))
-            prefix = self._framing[(record, topic)] = b"\0" + schema_id.to_bytes(4, "big")
+            prefix = self._framing[(record, topic)] = wire_header(schema_id)
         return prefix
 
     def _serializer(self, record: str, topic: str) -> AvroSerializer:

@@ -40,6 +40,13 @@ R = TypeVar("R", bound=AvroRecord)
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
+#: Bytes of the Confluent frame before the Avro body (magic byte + 4-byte schema id).
+HEADER_SIZE = _HEADER.size
+
+
+def wire_header(schema_id: int) -> bytes:
+    """The Confluent frame (magic byte + big-endian schema id) that precedes the body."""
+    return _HEADER.pack(MAGIC_BYTE, schema_id)
 
 
 def registry_client(url: str, **conf: Any) -> SchemaRegistryClient:

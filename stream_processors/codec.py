@@ -15,7 +15,6 @@ decode error; the codec interface is there for anything that wants faust's
 from __future__ import annotations
 
 import io
-import struct
 from typing import Any, Generic, TypeVar
 
 import fastavro
@@ -28,7 +27,6 @@ from schemas.topics import value_subject
 from stream_processors.avro_writer import record_writer
 
 R = TypeVar("R", bound=AvroRecord)
-_HEADER = struct.Struct(">bI")
 
 
 class AvroDecodeError(ValueError):
@@ -86,7 +84,7 @@ class ConfluentAvroCodec(Codec, Generic[R]):
         if not isinstance(value, self.model):  # the compiled writer trusts its input's shape
             raise TypeError(f"{self.topic} holds {self.model.__name__}, not "
                             f"{type(value).__name__}")
-        buf = bytearray(_HEADER.pack(serde.MAGIC_BYTE, self.schema_id))
+        buf = bytearray(serde.wire_header(self.schema_id))
         self._write(value, buf)
         return bytes(buf)
 
@@ -99,8 +97,8 @@ class ConfluentAvroCodec(Codec, Generic[R]):
             schema_id = serde.wire_schema_id(data)
             writer, same = self._schemas.resolve(schema_id)
             body = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER.size:]), writer, None if same else self._schemas.reader,
-                return_record_name=True,
+                io.BytesIO(data[serde.HEADER_SIZE:]), writer,
+                None if same else self._schemas.reader, return_record_name=True,
             )
             if not isinstance(body, dict):
                 raise TypeError(f"schema {schema_id} is not a record")

@@ -20,6 +20,7 @@ from producers.routing import topic_for
 from producers.serde import Serde
 from schemas.avsc import compose
 from schemas.models import PAYLOAD_TYPES, AggregateType, FinancialEvent, Op
+from schemas.serde import wire_header
 from schemas.topics import FINANCIAL_EVENT, Topics, parse_message_key
 
 _loads: Callable[[str], Any]
@@ -273,8 +274,7 @@ class RowEncoder:
             registry = self.serde.registry
             ids = {registry.get_version(subject, v).schema_id
                    for v in registry.get_versions(subject)}
-            found = frozenset({own} | {b"\0" + i.to_bytes(4, "big")
-                                       for i in ids if i is not None})
+            found = frozenset({own} | {wire_header(i) for i in ids if i is not None})
             self._prefixes[topic] = found
         return found
 

@@ -23,7 +23,6 @@ from schemas.models import LedgerEntry, from_avro
 
 __all__ = ["LedgerEntryReader"]
 
-_FRAME = 5  # magic byte + 4-byte schema id
 
 
 class LedgerEntryReader:
@@ -33,7 +32,7 @@ class LedgerEntryReader:
 
     def __call__(self, data: bytes, ctx: SerializationContext | None = None) -> LedgerEntry:
         writer, same = self._schemas.resolve(serde.wire_schema_id(data))
-        body = fastavro.schemaless_reader(io.BytesIO(data[_FRAME:]), writer,
+        body = fastavro.schemaless_reader(io.BytesIO(data[serde.HEADER_SIZE:]), writer,
                                           None if same else self._schemas.reader,
                                           return_record_name=True)
         if not isinstance(body, dict):

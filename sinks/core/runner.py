@@ -95,7 +95,6 @@ class BatchState:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     # ids written earlier in this batch, not yet committed: "tenant" -> key -> update
     pending_ids: dict[str, dict[str, ExternalIdUpdate]] = field(default_factory=dict)
-    rewound: set[tuple[str, int]] = field(default_factory=set)
     newly_paused: dict[str, str] = field(default_factory=dict)
     #: External ids read for the whole batch before it started, "tenant" -> key ->
     #: update; ``None`` (a parked record's replay) reads them per record instead.
@@ -321,7 +320,6 @@ class SinkRunner:
                 batch.offsets[tp] = last[tp] + 1
                 continue
             self.consumer.seek(TopicPartition(tp[0], tp[1], blocked))
-            batch.rewound.add(tp)
             if blocked > first[tp]:
                 batch.offsets[tp] = blocked
 

@@ -146,21 +146,8 @@ class SinkStore:
     def external_ids(
         self, tenant_id: str, keys: Iterable[tuple[str, str]]
     ) -> dict[str, ExternalIdUpdate]:
-        """Known platform ids, keyed ``"<kind>:<crm_id>"``."""
-        wanted = list(keys)
-        if not wanted:
-            return {}
-        rows = self.conn.execute(
-            "SELECT kind, crm_id, external_id, version, document_number FROM sink_external_ids "
-            "WHERE platform = %s AND tenant_id = %s AND (kind, crm_id) IN "
-            "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-            (self.platform, tenant_id, [k for k, _ in wanted], [c for _, c in wanted]),
-        ).fetchall()
-        self.conn.commit()
-        return {
-            f"{kind}:{crm_id}": ExternalIdUpdate(kind, crm_id, ext, version, number)
-            for kind, crm_id, ext, version, number in rows
-        }
+        """Known platform ids of one tenant, keyed ``"<kind>:<crm_id>"``."""
+        return self.external_ids_for_tenants({tenant_id: keys}).get(tenant_id, {})
 
     def external_ids_for_tenants(
         self, wanted: Mapping[str, Iterable[tuple[str, str]]]
