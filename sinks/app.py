@@ -91,7 +91,6 @@ def build_runner(
     limiter = PostgresRateLimiter(budget_pool, {name: rate_limit or platform.spec.rate_limit})
 
     executors: dict[str, Transport] = {}
-    batch_codec = getattr(platform, "batch_codec", None) if settings.coalesce else None
 
     def transport_for(tenant_id: str) -> Transport:
         if tenant_id not in executors:
@@ -99,8 +98,9 @@ def build_runner(
             executor: Transport = build_executor(
                 platform=platform, tenant_id=tenant_id, connection=connection, limiter=limiter,
                 tokens=tokens, settings=transport_settings, transport=http_transport)
-            if batch_codec is not None:
-                executor = Coalescer(executor, batch_codec())
+            codec = platform.batch_codec() if settings.coalesce else None
+            if codec is not None:
+                executor = Coalescer(executor, codec)
             executors[tenant_id] = executor
         return executors[tenant_id]
 

@@ -329,6 +329,11 @@ class Platform(ABC):
         platform cannot (or need not, having idempotency keys) search."""
         return None
 
+    def batch_codec(self) -> Any | None:
+        """How a tenant's concurrent requests travel as one platform batch (a
+        ``sinks.transport.coalesce.BatchCodec``), or ``None``: no batch endpoint."""
+        return None
+
     # ------------------------------------------------------------------ tenant lookups
 
     @classmethod

@@ -41,8 +41,7 @@ class QuickBooksOnline(Platform):
                           ) -> Flow[WriteResult | None] | None:
         return flows.find_invoice(reference, context)
 
-    @staticmethod
-    def batch_codec() -> QboBatchCodec:
+    def batch_codec(self) -> QboBatchCodec:
         """How concurrent requests travel together through ``/batch`` (opt-in, see
         :mod:`sinks.transport.coalesce`)."""
         return QboBatchCodec()
