@@ -20,8 +20,10 @@ their tax inside the line totals, so the rounding preference cannot move the tot
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal
+
+from sinks.platforms.common.money import from_wire, round_money
 
 __all__ = ["ADJUSTMENT_DESCRIPTION", "TaxRounding", "adjustment", "zoho_total"]
 
@@ -29,16 +31,9 @@ TaxRounding = Literal["item_level", "entity_level"]
 
 ADJUSTMENT_DESCRIPTION = "Rounding adjustment"
 
-CENT = Decimal("0.01")
 ZERO = Decimal(0)
-
-
-def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value))
+_cents = round_money  # Zoho rounds half up to cents
+_dec = from_wire
 
 
 def zoho_total(items: Sequence[Mapping[str, Any]], header: Mapping[str, Any],
