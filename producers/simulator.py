@@ -8,12 +8,12 @@ fees and tips, credit notes credited or refunded, voids after payment with a ref
 deleted draft and customer edits. Each job's steps stay in order while jobs interleave,
 as a real shop's day does. Other components' tests and the demo use it.
 
-``python -m producers.simulator --tenants 3 --jobs 50`` fills ``DATABASE_URL``.
+``ledgerstream simulate --tenants 3 --jobs 50 [--rate R] [--avro]`` fills
+``DATABASE_URL`` (``ledgerstream/cli.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 import uuid
@@ -413,42 +413,3 @@ def simulate_day(dsn_or_conn: str | psycopg.Connection[Any],
         if own:
             conn.close()
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    from producers.settings import DatabaseSettings
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tenants", type=int, default=2)
-    parser.add_argument("--customers", type=int, default=12)
-    parser.add_argument("--jobs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--rate", type=float, default=None, help="events per second")
-    parser.add_argument("--apply-schema", action="store_true")
-    parser.add_argument("--avro", action="store_true",
-                        help="outbox rows also carry Confluent-framed Avro (payload_avro); "
-                             "needs SCHEMA_REGISTRY_URL")
-    args = parser.parse_args(argv)
-    dsn = DatabaseSettings().database_url
-    if args.apply_schema:
-        from producers.sql import apply_crm_schema
-        apply_crm_schema(dsn)
-    encoder = None
-    if args.avro:
-        import os
-
-        from schemas.topics import Topics
-        registry = os.environ.get("SCHEMA_REGISTRY_URL") or parser.error(
-            "--avro needs SCHEMA_REGISTRY_URL")
-        encoder = outbox.AvroEncoder(registry, Topics(
-            prefix=os.environ.get("LEDGERSTREAM_TOPIC_PREFIX", ""),
-            suffix=os.environ.get("LEDGERSTREAM_TOPIC_SUFFIX", "")))
-    res = simulate_day(dsn, SimulationConfig(args.tenants, args.customers, args.jobs,
-                                             args.seed, rate=args.rate),
-                       avro_encoder=encoder)
-    for kind, n in sorted(res.by_type.items()):
-        print(f"{kind:28} {n}")
-    print(f"{'total':28} {len(res.events)}")
-
-
-if __name__ == "__main__":
-    main()
