@@ -43,6 +43,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import SecretStr
 
 from deploy.localstack.stack import Endpoints
+from producers.outbox import AvroEncoder
 from producers.simulator import SimulationConfig, SimulationResult, simulate_day
 from producers.sql import apply_crm_schema
 from producers.topics_admin import ensure_topics
@@ -113,6 +114,11 @@ class PipelineConfig:
     keep_database: bool = False
     #: Processor commit interval (latency of ledger.* vs throughput).
     processor_commit_interval_s: float = 0.5
+    #: The simulated CRM writes each outbox row's event as Confluent-framed Avro too
+    #: (``payload_avro``, as a CRM using the outbox library with an encoder does): the
+    #: relay's fast path. ``False``: JSON rows only, which the relay validates and encodes
+    #: (the path of rows written by the database triggers or foreign code).
+    avro_rows: bool = True
 
 
 @dataclass
@@ -515,9 +521,11 @@ class Pipeline:
     def simulate(self) -> SimulationResult:
         cfg = self.config
         self._report("simulating the repair shops' day")
+        encoder = (AvroEncoder(cfg.endpoints.schema_registry_url, self.topics)
+                   if cfg.avro_rows else None)
         self.simulation = simulate_day(self.dsn, SimulationConfig(
             tenants=cfg.tenants, customers_per_tenant=cfg.customers_per_tenant,
-            jobs_per_tenant=cfg.jobs_per_tenant, seed=cfg.seed))
+            jobs_per_tenant=cfg.jobs_per_tenant, seed=cfg.seed), avro_encoder=encoder)
         self.state.produced = len(self.simulation.events)
         return self.simulation
 
