@@ -7,10 +7,12 @@ process with their per-tenant limits lifted, the sinks keeping the platforms' ow
 while ``--simulators`` CRM simulator processes write disjoint shops into the CRM
 database, paced together at ``--rate`` events/s for about ``--duration`` seconds.
 
-Latency of an event = its sink sync-log row's time (the sink's bookkeeping transaction,
-which starts only after the platform answered) minus the event's ``occurred_at`` (the
-CRM transaction's own clock): an upper bound of "CRM commit to platform request". The
-share up to ``ledger.entries`` (relay + processor) is reported beside it. "steady"
+Latency of an event = a time on its sink sync-log row minus the event's ``occurred_at``
+(the CRM transaction's own clock): ``written_at`` is when the platform answered the
+record's last request (the closest to "CRM commit to platform request" we can take),
+``created_at`` when the batch's bookkeeping transaction started (after every lane of
+the batch finished). The share up to ``ledger.entries`` (relay + processor) is reported
+beside it, and the sink's own stage histograms (scraped from its /metrics) after it. "steady"
 leaves out the first ``--warmup`` seconds of CRM activity.
 
     .venv/bin/python bench/bench_e2e.py --rate 500 --duration 60
@@ -89,22 +91,77 @@ class RssSampler:
         return {name: (max(v), statistics.fmean(v)) for name, v in self.samples.items() if v}
 
 
-def steady_latencies(pipeline: Pipeline, since: datetime) -> list[float]:
-    """Sync-log latencies (ms) of the events that occurred at or after ``since``."""
+def steady_latencies(pipeline: Pipeline, since: datetime
+                     ) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of the events that occurred at or after ``since``: to the sync-log
+    row's ``created_at`` (the bookkeeping commit), to its ``written_at`` (the platform's
+    answer, taken by the sink when the write returned)."""
     import psycopg
 
     assert pipeline.reader is not None
     entries, _ = pipeline.reader.snapshot()
     with psycopg.connect(pipeline.dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT tenant_id, event_id, created_at FROM sink_sync_log "
+            "SELECT tenant_id, event_id, created_at, written_at FROM sink_sync_log "
             "WHERE status IN ('applied', 'already_applied')").fetchall()
-    out = []
-    for tenant, event_id, created_at in rows:
+    committed, written = [], []
+    for tenant, event_id, created_at, written_at in rows:
         occurred = entries.get((str(tenant), str(event_id)))
         if occurred is not None and occurred >= since:
-            out.append((created_at - occurred).total_seconds() * 1000)
+            committed.append((created_at - occurred).total_seconds() * 1000)
+            if written_at is not None:
+                written.append((written_at - occurred).total_seconds() * 1000)
+    return committed, written
+
+
+#: Sink metrics summarised after the run: (label, metric family, label filter).
+SINK_HISTOGRAMS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("batch: plan (paused tenants, decode, replay check, id prefetch)",
+     "ledgerstream_sink_batch_stage_seconds", {"stage": "plan"}),
+    ("batch: lanes (platform writes; the slowest lane sets it)",
+     "ledgerstream_sink_batch_stage_seconds", {"stage": "lanes"}),
+    ("batch: commit (dead letters, bookkeeping transaction)",
+     "ledgerstream_sink_batch_stage_seconds", {"stage": "commit"}),
+    ("one document's write (all its requests)", "ledgerstream_sink_write_seconds", {}),
+    ("request: wait for slot and rate budget", "ledgerstream_sink_rate_wait_seconds", {}),
+    ("request: HTTP round-trip", "ledgerstream_sink_api_latency_seconds", {}),
+)
+
+
+def scrape_sink(port: int) -> list[tuple[str, int, float, float | None]]:
+    """(label, count, mean ms, share of observations over 100 ms) per histogram."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    out = []
+    for label, name, want in SINK_HISTOGRAMS:
+        family = families.get(name)
+        count = total = over = 0.0
+        for sample in family.samples if family is not None else ():
+            if any(sample.labels.get(k) != v for k, v in want.items()):
+                continue
+            if sample.name.endswith("_count"):
+                count += sample.value
+            elif sample.name.endswith("_sum"):
+                total += sample.value
+            elif sample.name.endswith("_bucket") and sample.labels.get("le") == "0.1":
+                over -= sample.value
+        over += count
+        out.append((label, int(count), total / count * 1000 if count else 0.0,
+                    over / count if count else None))
     return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def quantile(data: list[float], q: float) -> float | None:
@@ -151,6 +208,10 @@ def main() -> int:
                         help="lanes per sink (LEDGERSTREAM_SINK_CONCURRENCY)")
     parser.add_argument("--sink-batch", type=int, default=100,
                         help="records per bookkeeping transaction: smaller is lower latency")
+    parser.add_argument("--sink-poll", type=float, default=None,
+                        help="LEDGERSTREAM_SINK_POLL_TIMEOUT_S (default: the sink's)")
+    parser.add_argument("--keep-logs", type=Path, default=None,
+                        help="keep the services' logs (and tenants file) in this directory")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
     platforms = tuple(args.platforms or ("quickbooks-online",))
@@ -160,14 +221,20 @@ def main() -> int:
     jobs = max(1, math.ceil((args.rate * args.duration / args.tenants - setup_events)
                             / EVENTS_PER_JOB))
 
+    metrics_ports = {p: free_port() for p in platforms}
+    sink_env: dict[str, dict[str, str]] = {}
+    for p in platforms:
+        sink_env[p] = {"LEDGERSTREAM_SINK_CONCURRENCY": str(args.sink_concurrency),
+                       "LEDGERSTREAM_SINK_BATCH_SIZE": str(args.sink_batch),
+                       "LEDGERSTREAM_SINK_METRICS_PORT": str(metrics_ports[p])}
+        if args.sink_poll is not None:
+            sink_env[p]["LEDGERSTREAM_SINK_POLL_TIMEOUT_S"] = str(args.sink_poll)
     config = PipelineConfig(
         endpoints=configured_endpoints(), tenants=args.tenants, jobs_per_tenant=jobs,
         customers_per_tenant=args.customers, seed=2026, platforms=platforms,
         relaxed_sandbox_limits=True, timeout_s=max(600.0, args.duration * 6),
-        processor_commit_interval_s=args.commit_interval,
-        sink_env={p: {"LEDGERSTREAM_SINK_CONCURRENCY": str(args.sink_concurrency),
-                      "LEDGERSTREAM_SINK_BATCH_SIZE": str(args.sink_batch)}
-                  for p in platforms})
+        processor_commit_interval_s=args.commit_interval, workdir=args.keep_logs,
+        sink_env=sink_env)
     last_print = [0.0]
 
     def show(p: Progress) -> None:
@@ -213,9 +280,10 @@ def main() -> int:
         pipeline.wait_until_synced()
         load_after = load_average()
         rss = sampler.stop()
+        stages = {p: scrape_sink(port) for p, port in metrics_ports.items()}
         result = pipeline.verify()
         steady_from = crm_started + timedelta(seconds=args.warmup)
-        steady = steady_latencies(pipeline, steady_from)
+        steady, steady_written = steady_latencies(pipeline, steady_from)
     finally:
         pipeline.close()
 
@@ -223,8 +291,10 @@ def main() -> int:
     e2e = result.latencies_ms
     steady_events = sum(1 for e in events if e.occurred_at >= steady_from)
     rows = [
-        ("CRM commit -> platform write (sync log), all events", e2e),
-        (f"CRM commit -> platform write, steady (after {args.warmup:.0f}s)", steady),
+        ("CRM commit -> sink bookkeeping commit (sync log created_at), all events", e2e),
+        (f"CRM commit -> sink bookkeeping commit, steady (after {args.warmup:.0f}s)", steady),
+        (f"CRM commit -> platform answered (sync log written_at), steady (after "
+         f"{args.warmup:.0f}s)", steady_written),
         ("CRM commit -> ledger.entries (relay + processor), all",
          result.processor_latencies_ms),
     ]
@@ -236,7 +306,8 @@ def main() -> int:
         f"--tenants {args.tenants} --simulators {args.simulators}`; platforms "
         f"{', '.join(platforms)} (sandboxes with per-tenant limits lifted, sinks keeping "
         f"the platforms' own); processor commit interval {args.commit_interval}s; sink "
-        f"concurrency {args.sink_concurrency}, batch {args.sink_batch}; "
+        f"concurrency {args.sink_concurrency}, batch {args.sink_batch}"
+        f"{'' if args.sink_poll is None else f', poll {args.sink_poll}s'}; "
         f"machine: {machine()}; Kafka, registry, PostgreSQL, sandboxes and simulators "
         "on the same machine.",
         "",
@@ -252,6 +323,12 @@ def main() -> int:
     for label, data in rows:
         lines.append(f"| {label} | {len(data):,} | {fmt(quantile(data, 0.50))} | "
                      f"{fmt(quantile(data, 0.99))} | {fmt(max(data) if data else None)} |")
+    for platform, stage_rows in stages.items():
+        lines += ["", f"| sink:{platform} (its /metrics) | count | mean ms | share > 100 ms |",
+                  "|---|---:|---:|---:|"]
+        for label, count, mean_ms, over in stage_rows:
+            share = "n/a" if over is None else f"{over:.0%}"
+            lines.append(f"| {label} | {count:,} | {mean_ms:,.1f} | {share} |")
     lines += ["", "| process | peak RSS MB | mean RSS MB |", "|---|---:|---:|"]
     for name, (peak, mean) in sorted(rss.items()):
         lines.append(f"| {name} | {peak:,.0f} | {mean:,.0f} |")
@@ -262,6 +339,8 @@ def main() -> int:
         out.write("\n" + text + "\n")
     summary = {"crm_rate": crm_rate, "p50_ms": quantile(steady, 0.5),
                "p99_ms": quantile(steady, 0.99),
+               "written_p50_ms": quantile(steady_written, 0.5),
+               "written_p99_ms": quantile(steady_written, 0.99),
                "rss_peak_mb": {k: v[0] for k, v in rss.items()}, "ok": result.ok}
     print(json.dumps(summary))
     return 0 if result.duplicates == 0 and result.missing == 0 else 1

@@ -16,6 +16,7 @@ class SinkRuntimeMetrics:
     paused_tenants: Gauge
     retries_exhausted: Counter
     lag: Gauge
+    batch_stage: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SinkRuntimeMetrics:
@@ -35,6 +36,13 @@ class SinkRuntimeMetrics:
             lag=Gauge("ledgerstream_sink_consumer_lag_records",
                       "Records between the committed offset and the high watermark",
                       ["platform", "partition"], registry=registry),
+            batch_stage=Histogram(
+                "ledgerstream_sink_batch_stage_seconds",
+                "Time of one polled batch per stage: plan (paused tenants, decode, "
+                "replay check, id prefetch), lanes (every record's platform writes; "
+                "the slowest lane sets it), commit (dead letters, bookkeeping)",
+                ["platform", "stage"], registry=registry,
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
         )
 
     @classmethod

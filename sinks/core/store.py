@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 
 import psycopg
@@ -56,6 +57,8 @@ class Outcome:
     request_digest: str | None = None
     response_digest: str | None = None
     updates: tuple[ExternalIdUpdate, ...] = ()
+    #: When the platform answered (None for records that sent nothing).
+    written_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -219,17 +222,20 @@ class SinkStore:
                 cur.executemany(
                     "INSERT INTO sink_sync_log (platform, tenant_id, event_id, aggregate_type, "
                     "aggregate_id, aggregate_version, status, last_error, external_id, "
-                    "request_digest, response_digest, topic, partition, \"offset\") "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                    "request_digest, response_digest, topic, partition, \"offset\", "
+                    "written_at) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                     "ON CONFLICT (platform, tenant_id, event_id) DO UPDATE SET "
                     "status = EXCLUDED.status, last_error = EXCLUDED.last_error, "
                     "external_id = COALESCE(EXCLUDED.external_id, sink_sync_log.external_id), "
                     "attempts = sink_sync_log.attempts + 1, updated_at = now(), "
                     "request_digest = EXCLUDED.request_digest, "
-                    "response_digest = EXCLUDED.response_digest",
+                    "response_digest = EXCLUDED.response_digest, "
+                    "written_at = EXCLUDED.written_at",
                     [(self.platform, o.tenant_id, o.event_id, o.aggregate_type, o.aggregate_id,
                       o.aggregate_version, o.status, o.error, o.external_id, o.request_digest,
-                      o.response_digest, o.topic, o.partition, o.offset) for o in rows],
+                      o.response_digest, o.topic, o.partition, o.offset, o.written_at)
+                     for o in rows],
                 )
                 # In record order, so a later write of the same key wins, as before.
                 cur.executemany(

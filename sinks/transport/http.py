@@ -102,6 +102,13 @@ class SinkMetrics:
             ["platform", "operation", "reason"],
             registry=registry,
         )
+        self.rate_wait = Histogram(
+            "ledgerstream_sink_rate_wait_seconds",
+            "Time a request waited for the tenant's concurrency slot and rate budget",
+            ["platform"],
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
         self.throttled = Counter(
             "ledgerstream_sink_api_429",
             "HTTP 429 responses from platform APIs",
@@ -285,8 +292,10 @@ class HttpExecutor:
     def _limited_exchange(self, request: PlatformRequest) -> tuple[PlatformResponse, int]:
         if self.limiter is None:
             return self._exchange(request, authenticate=True)
+        queued = time.perf_counter()
         with self.limiter.slot(self.platform, self.tenant_id):
             self.limiter.acquire(self.platform, self.tenant_id, max_wait=self._max_rate_wait)
+            self.metrics.rate_wait.labels(self.platform).observe(time.perf_counter() - queued)
             return self._exchange(request, authenticate=True)
 
     def build(self, request: PlatformRequest) -> httpx.Request:

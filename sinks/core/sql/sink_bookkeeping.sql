@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS sink_sync_log (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (platform, tenant_id, event_id)
 );
+-- When the platform answered the record's last request (the sink's clock); created_at
+-- is the bookkeeping transaction's start, which waits for the rest of the batch.
+ALTER TABLE sink_sync_log ADD COLUMN IF NOT EXISTS written_at timestamptz;
 
 CREATE TABLE IF NOT EXISTS sink_tenant_state (
     platform    text        NOT NULL,
