@@ -8,14 +8,17 @@ penalty. Each :class:`~sinks.core.contract.RateWindow` of a platform's
 from every bucket. Platforms count calls in *rolling* windows, and a bucket of capacity
 ``limit`` refilled at ``limit / seconds`` admits up to twice the limit in one rolling
 window (a full bucket at its start, then the refill). So short windows (up to
-:data:`PACED_WINDOW_S`) are paced instead: capacity ``c`` = 1 + :data:`PACED_CARRY`,
-refilled at ``(limit - c) / seconds``, which keeps any rolling window at or under
-``c + (limit - c)`` = the limit. The carry is what keeps a paced budget spent: a waiter
-woken a few milliseconds after its token came due (scheduling, the database round-trip)
-would lose that time with a capacity of exactly 1 (about 5 % of QuickBooks' 500/min on a
-loaded machine); with the carry, lateness of up to half an interval is made up;
-long windows (a daily quota) keep the full burst, since pacing them would spread a
-day's budget one call at a time.
+:data:`PACED_WINDOW_S`) are paced instead: capacity ``c``, refilled at
+``(limit - c) / seconds``, which keeps any rolling window at or under
+``c + (limit - c)`` = the limit. ``c`` is :data:`PACED_BURST_SHARE` of the limit
+(QuickBooks 500/min: 15, so a tenant's few documents go out at once instead of one
+call per 120 ms, at the price of 3 % of the sustained rate), and at least
+1 + :data:`PACED_CARRY` (Xero's 60/min: 1.8). The fraction of a token beyond the one
+handed out is what keeps a paced budget spent: a waiter woken a few milliseconds
+after its token came due (scheduling, the database round-trip) would lose that time
+with a capacity of exactly 1 (about 5 % of QuickBooks' 500/min on a loaded machine);
+with it, the lateness is made up. Long windows (a daily quota) keep the full burst,
+since pacing them would spread a day's budget one call at a time.
 A 429's ``Retry-After`` pauses the whole budget.
 
 Two backends behind :class:`RateLimiter`: :class:`InMemoryRateLimiter` (default; one
@@ -81,14 +84,16 @@ def refill(policy: RateLimitPolicy, state: BucketState, now: float) -> BucketSta
 
 #: Windows up to this length are paced (see the module docstring).
 PACED_WINDOW_S = 300.0
-#: Fraction of a token a paced bucket may hold beyond the one it hands out.
+#: Least fraction of a token a paced bucket holds beyond the one it hands out.
 PACED_CARRY = 0.5
+#: Share of a paced window's limit that may go out at once (its bucket's capacity).
+PACED_BURST_SHARE = 0.03
 
 
 def bucket_shape(limit: int, seconds: float) -> tuple[float, float]:
     """(capacity, refill rate per second) of the bucket standing for a rolling window."""
     if seconds <= PACED_WINDOW_S and limit > 1:
-        capacity = 1.0 + PACED_CARRY
+        capacity = max(1.0 + PACED_CARRY, PACED_BURST_SHARE * limit)
         return capacity, (limit - capacity) / seconds
     return float(limit), limit / seconds
 

@@ -35,18 +35,19 @@ class Clock:
 
 def test_minute_window_is_paced_so_no_rolling_minute_exceeds_the_limit() -> None:
     """Xero's 60/min is counted over a rolling minute: a full bucket of 60 plus its
-    refill would allow ~119 calls in the first minute. Paced: one call, then (the half
-    token carried) one after 0.5 * 60/58.5 s, then one every 60/58.5 s."""
+    refill would allow ~119 calls in the first minute. Paced: one call, then (0.8 of a
+    token carried: capacity 3 % of 60 = 1.8) one after 0.2 * 60/58.2 s, then one every
+    60/58.2 s."""
     clock = Clock()
     limiter = InMemoryRateLimiter({"xero": XERO}, clock=clock)
     assert limiter.reserve("xero", "t1") == 0
     wait = limiter.reserve("xero", "t1")
-    assert wait == pytest.approx(0.5 * 60 / 58.5)
+    assert wait == pytest.approx(0.2 * 60 / 58.2)
     clock.now += wait / 2
     assert limiter.reserve("xero", "t1") == pytest.approx(wait / 2)
     clock.now += wait / 2
     assert limiter.reserve("xero", "t1") == 0
-    assert limiter.reserve("xero", "t1") == pytest.approx(60 / 58.5)
+    assert limiter.reserve("xero", "t1") == pytest.approx(60 / 58.2)
     # another tenant has its own budget
     assert limiter.reserve("xero", "t2") == 0
 
@@ -68,8 +69,8 @@ def test_daily_window_keeps_its_burst_and_binds() -> None:
             granted += 1
             last_grant = now
     assert granted == 100
-    # paced by the minute window: the carried half token, then one every 60/58.5 s
-    assert last_grant == pytest.approx(98.5 * 60 / 58.5, rel=1e-3)
+    # paced by the minute window: 1.8 tokens at once, then one every 60/58.2 s
+    assert last_grant == pytest.approx(98.2 * 60 / 58.2, rel=1e-3)
     assert wait > 60
 
 
@@ -101,6 +102,53 @@ def test_no_rolling_window_ever_exceeds_its_limit(gaps: list[float]) -> None:
 
 
 @settings(max_examples=50)
+@given(st.lists(st.floats(min_value=0, max_value=0.2), min_size=1, max_size=400))
+def test_a_burst_never_lets_a_rolling_window_exceed_its_limit(gaps: list[float]) -> None:
+    """With a burst capacity (3 % of 300 = 9 tokens at once) the rolling bound still
+    holds: the refill is what is left of the limit after the burst."""
+    window = RateWindow(300, 5)
+    policy = RateLimitPolicy((window,))
+    burst, now = BucketState(refilled_at=0.0), 0.0
+    for _ in range(9):  # the burst is really there: 9 at one instant, not a 10th
+        burst, wait = take(policy, burst, now)
+        assert wait == 0
+    assert take(policy, burst, now)[1] > 0
+    state, now, grants = BucketState(refilled_at=0.0), 0.0, []
+    for gap in gaps:
+        now += gap
+        state, wait = take(policy, state, now)
+        if wait == 0:
+            grants.append(now)
+    for i, start in enumerate(grants):
+        inside = [t for t in grants[i:] if t < start + window.seconds]
+        assert len(inside) <= window.limit
+
+
+def test_burst_then_paced_at_what_is_left_of_the_limit() -> None:
+    """QuickBooks' 500/min: 15 calls at once, then one every 60/485 s; over a busy
+    minute (from the first call) never more than 500."""
+    policy = RateLimitPolicy((RateWindow(500, 60),))
+    state, now = BucketState(refilled_at=0.0), 0.0
+    waits = []
+    for _ in range(16):
+        state, wait = take(policy, state, now)
+        waits.append(wait)
+    assert waits[:15] == [0.0] * 15
+    assert waits[15] == pytest.approx(60 / 485)
+    grants = 15
+    while True:
+        state, wait = take(policy, state, now)
+        if wait:
+            now += wait
+            if now >= 60:
+                break
+            continue
+        grants += 1
+    assert grants <= 500
+    assert grants >= 499
+
+
+@settings(max_examples=50)
 @given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=300))
 def test_never_exceeds_capacity_plus_refill(gaps: list[float]) -> None:
     """Over any run, grants ≤ capacity + rate * elapsed (the token-bucket bound)."""
@@ -119,14 +167,14 @@ def test_a_late_waiter_loses_no_budget() -> None:
     time) still get the full paced rate: the carry makes up the lateness."""
     policy = RateLimitPolicy((RateWindow(500, 60),))
     state, now, grants = BucketState(refilled_at=0.0), 0.0, 0
-    interval = 60 / 498.5
+    interval = 60 / 485
     while now < 600:
         state, wait = take(policy, state, now)
         if wait == 0:
             grants += 1
             wait = interval * 0.05
         now += wait + interval * 0.25
-    assert grants >= 0.99 * 600 * 498.5 / 60
+    assert grants >= 0.99 * 600 * 485 / 60
 
 
 def test_pause_honours_retry_after() -> None:
