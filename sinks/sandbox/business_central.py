@@ -750,7 +750,10 @@ class BusinessCentralSandbox(Sandbox):
             self._check_posting_date(comp, posting)
             line_id = self._new_id(comp, "payment")
             token = self._current_batch or line_id
-            group = self._batch_groups.setdefault(token, f"{journal}/{line_id}")
+            # a payment is the lines of one $batch; its id is the one the platform module
+            # derives (journal / first line / document number)
+            document = self._text(body, "documentNumber", 20)
+            group = self._batch_groups.setdefault(token, f"{journal}/{line_id}/{document}")
             line = {"id": line_id, "journalDisplayName": journal,
                     "lineNumber": (len(lines) + 1) * 10000, "customerId": customer["id"],
                     "customerNumber": customer["number"], "postingDate": posting,

@@ -651,18 +651,17 @@ class BusinessCentral(Platform):
         customer_bc = yield from self._ensure_customer(entry, context, payment.customer_id)
         related = {f"customer:{payment.customer_id}": customer_bc}
         lines_path = f"{entity_path('customerPaymentJournals', journal)}/customerPayments"
+        document = m.payment_document_number(payment)
         response = yield self._get(context, lines_path, "find payment", query={
             "$filter": filter_eq("externalDocumentNumber",
                                  m.external_document_number(payment.number))})
         found = collection(response)
         if not found:
             # Posted lines leave the journal; their G/L entries keep the document number.
-            response = yield self._get(context, "generalLedgerEntries", "find payment", query={
-                "$filter": filter_all(("documentNumber", m.payment_document_number(payment)),
-                                      ("documentType", "Payment"))})
-            found = collection(response)
+            found = yield from self._posted_payment(context, document)
         if found:
-            return WriteResult(external_id=self._payment_id(journal, found), raw=found,
+            return WriteResult(external_id=self._payment_id(journal, found, document),
+                               raw=found,
                                already_applied=True, related=related)
         lines = m.payment_lines(payment, customer_bc, invoice_ids)
         if not lines:
@@ -675,16 +674,27 @@ class BusinessCentral(Platform):
         response = yield batch
         parts = self._raise_batch(response)
         created = [p.json() for _, p in sorted(parts.items())]
-        return WriteResult(external_id=self._payment_id(journal, created), raw=created,
+        return WriteResult(external_id=self._payment_id(journal, created, document),
+                           raw=created,
                            related=related)
 
     @staticmethod
-    def _payment_id(journal: str, lines: list[dict[str, Any]]) -> str:
-        """``<journal id>/<first line id>``: enough to find the lines again (after
-        posting: the first G/L entry's id, which a real BC gives a new GUID)."""
+    def _payment_id(journal: str, lines: list[dict[str, Any]], document: str) -> str:
+        """``<journal id>/<first line id>/<documentNumber>``: enough to find the lines
+        again (after posting: the first G/L entry's id, which a real BC gives a new
+        GUID), and the document number their G/L entries keep once posted. A delete
+        event carries no payload, so without the number in the id a replayed delete
+        could not tell lines it deleted itself from lines a user posted."""
         first = sorted(lines, key=lambda line: int(line.get("lineNumber")
                                                    or line.get("entryNumber") or 0))[0]
-        return f"{journal}/{first['id']}"
+        return f"{journal}/{first['id']}/{document}"
+
+    def _posted_payment(self, context: SinkContext, document: str
+                        ) -> Flow[list[dict[str, Any]]]:
+        """The G/L entries of a posted payment (by its journal document number)."""
+        response = yield self._get(context, "generalLedgerEntries", "find payment", query={
+            "$filter": filter_all(("documentNumber", document), ("documentType", "Payment"))})
+        return collection(response)
 
     def _delete_payment_flow(self, entry: LedgerEntry, context: SinkContext
                              ) -> Flow[WriteResult]:
@@ -693,13 +703,21 @@ class BusinessCentral(Platform):
         if not known or "/" not in known:
             raise ReferenceMissingError(f"payment {payment_id!r} was never synced to BC",
                                         platform=PLATFORM)
-        journal, line_id = known.split("/", 1)
+        journal, line_id, *document = known.split("/", 2)
         lines_path = f"{entity_path('customerPaymentJournals', journal)}/customerPayments"
         line = yield from self._read(context, lines_path, line_id, "find payment")
         if line is None:
+            # Gone from the journal: posted (its G/L entries keep the document number),
+            # or deleted — by our own earlier attempt whose answer was lost, or by a user.
+            # Either deletion leaves BC as the CRM wants it; posting needs a reversal.
+            posted = (yield from self._posted_payment(context, document[0])) \
+                if document else True
+            if not posted:
+                return WriteResult(external_id=known, already_applied=True)
             raise self._unsupported(
-                f"payment {payment_id!r} is no longer in its BC payment journal (posted or "
-                "deleted there); a posted customer payment must be reversed in BC")
+                f"payment {payment_id!r} is no longer in its BC payment journal ("
+                + ("posted" if document else "posted or deleted there")
+                + "); a posted customer payment must be reversed in BC")
         response = yield self._get(context, lines_path, "find payment", query={
             "$filter": filter_eq("externalDocumentNumber", str(line["externalDocumentNumber"]))})
         url = f"{self._company(context)}/{lines_path}"

@@ -500,9 +500,6 @@ def test_spec_refuses_undeclared_fields_and_keeps_v2_corrections() -> None:
         assert all(raw[name]["properties"][f]["format"] == "date-time" for f in fields)
 
 
-@pytest.mark.xfail(strict=True, raises=UnsupportedEventError, reason=(
-    "known gap (docs/platforms/business-central.md): a delete event carries no payload, so "
-    "a replayed payment delete cannot tell lines it deleted from lines a user posted"))
 def test_payment_delete_whose_response_was_lost_is_already_applied(h: Harness) -> None:
     h.write(invoice_entry())
     h.write(entry_of(ex.sample_payment_event()))
