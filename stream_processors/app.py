@@ -67,6 +67,7 @@ from stream_processors.pending import (
 )
 from stream_processors.rowcache import ParsedRows
 from stream_processors.settings import ProcessorSettings
+from stream_processors.watchdog import StallWatchdog
 
 log = logging.getLogger(__name__)
 STAGE = "processor"
@@ -194,6 +195,14 @@ class LedgerProcessor:
         app.agent(source, name="ledger")(ledger_agent)
         app.agent(tax_source, name="tax-rates")(tax_rate_agent)
         app.timer(self.settings.tick_interval_seconds)(send_ticks)
+
+        self.watchdog = StallWatchdog(
+            app, (n.crm_financial_events, n.crm_customers, self.ticks, n.crm_tax_rates))
+
+        async def watch_inputs() -> None:
+            await self.watchdog.check()
+
+        app.timer(5.0)(watch_inputs)
 
     # ------------------------------------------------------------------ output
 

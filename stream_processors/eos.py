@@ -40,6 +40,43 @@ integration tests and the report in ``bench/RESULTS.md``):
 5. Independently of all of the above, the state is idempotent by construction (documents by
    version, a bounded event-id window), so a replay that does slip through changes
    no balance; ``ledger.entries`` consumers dedupe by ``event.event_id``.
+6. **Records handed to the streams at the end of a recovery were thrown away** (issue
+   #4, both failure modes). faust's ``Recovery.on_recovery_completed`` makes the input
+   partitions fetchable, *then* awaits ``perform_seek()`` (one OffsetFetch per assigned
+   partition, ~0.1 s) with the flow already active since the recovery, and only then
+   calls ``app.flow_control.resume()`` — which in mode always clears every stream
+   queue. Records fetched in between were queued, their offsets recorded as read
+   (``Consumer._read_offset``, aiokafka's position) and then dropped unprocessed.
+   What follows depends on the interleaving: if faust's next record is past the
+   recorded read offset, its gap logic (meant for transaction markers) marks the
+   missing offsets as done and the commit skips them — events lost for good, the
+   "balance short" runs (seen: crm.financial-events[9] offsets 36-42, the first
+   records of a chunk produced while the worker started, never applied, committed
+   past in the first second of that incarnation; no aborted data for them in the
+   changelog); if nothing comes after them, the head of the partition is never
+   acked and its committed offset freezes while the worker looks healthy — the
+   "stall" runs (seen: partition 8 frozen at 212 of 329, ticks still committed).
+   :func:`_resume_clearing_only_after_suspend` makes ``resume()`` of a flow that was
+   not suspended a no-op: only records queued before a suspension are stale.
+7. **Changelog ends were read from a cache.** Under exactly_once faust takes the end
+   of each changelog partition from ``AIOKafkaConsumer.last_stable_offset(tp)``, a
+   value cached from the last *fetch* of that partition: ``-1`` ("empty, nothing to
+   recover") for a partition not fetched yet since its assignment. Restarted workers
+   logged ``-1`` for 24-27 of the 37 changelog partitions that all held data; the
+   restore of those then only ran for as long as other partitions kept the recovery
+   going. :func:`_committed_end_offsets` asks the broker (ListOffsets,
+   read_committed: the last stable offset).
+8. **A rebalance inside a running worker left every transaction open.** faust's
+   ``Consumer.on_partitions_revoked`` drops its acked-offset bookkeeping for the
+   revoked partitions *before* the app's handler waits for the streams and commits,
+   so that commit found nothing to commit ('begin_transaction ... IN_TRANSACTION ->
+   IN_TRANSACTION' on every producer at the next assignment, seen when a restarted
+   worker joined the group twice), and the work of the open transactions met a
+   recovery that can only replay committed changelog records.
+   :func:`_revoke_after_commit` commits (and ends the transactions) first.
+9. Defence in depth, :mod:`.watchdog`: an input partition with records that nothing
+   has been delivered from for 15 s is logged with faust's and aiokafka's view of it
+   and re-seeked to its committed offset.
 """
 
 from __future__ import annotations
@@ -54,9 +91,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from aiokafka.errors import ProducerFenced
-from faust.transport.consumer import TransactionManager
+from faust.transport.consumer import Consumer, TransactionManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
 MARKER = "RUNNING"
@@ -160,6 +199,52 @@ async def _commit_after_flush(
 
 
 def install_commit_flush() -> None:
-    """Patch faust (process-wide, idempotent): see point 3."""
+    """Patch faust (process-wide, idempotent): see points 3 and 6."""
     ProducerBuffer._send_pending = _tracked_send_pending  # type: ignore[method-assign]
     TransactionManager.commit = _commit_after_flush  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._highwaters = _committed_end_offsets  # type: ignore[method-assign]
+    Consumer.on_partitions_revoked = _revoke_after_commit  # type: ignore[method-assign]
+    FlowControlEvent.resume = _resume_clearing_only_after_suspend  # type: ignore[method-assign]
+
+
+_ORIGINAL_RESUME = FlowControlEvent.resume
+
+
+def _resume_clearing_only_after_suspend(self: FlowControlEvent) -> None:
+    """mode's ``FlowControlEvent.resume`` unless the flow is already active (point 6):
+    resuming clears every managed queue (the stream queues and the changelog queue),
+    which is right after a suspension and loses records when nothing was suspended."""
+    if self.is_active():
+        return
+    _ORIGINAL_RESUME(self)
+
+
+async def _revoke_after_commit(self: Consumer, revoked: set[TP]) -> None:
+    """faust's ``Consumer.on_partitions_revoked`` with its two steps swapped (point 7).
+
+    faust forgets the acked offsets of the revoked partitions and *then* runs the app's
+    revocation handler, whose "wait for the streams, commit and end the transactions"
+    therefore finds nothing to commit: every transaction stays open across the
+    rebalance with the work done since the last commit, while the changelog recovery
+    that follows can only replay what was committed."""
+    if self._active_partitions is not None:
+        self._active_partitions.difference_update(revoked)
+    self._paused_partitions.difference_update(revoked)
+    await self._on_partitions_revoked(revoked)
+    for tp in revoked:
+        self._gap.pop(tp, None)
+        self._acked.pop(tp, None)
+        self._acked_index.pop(tp, None)
+        self._read_offset.pop(tp, None)
+        self._committed_offset.pop(tp, None)
+
+
+async def _committed_end_offsets(self: AIOKafkaConsumerThread,
+                                 partitions: list[TP]) -> Mapping[TP, int]:
+    """The end of each changelog partition as a read_committed consumer sees it (the
+    last stable offset), asked of the broker (point 6). faust's own version returns
+    ``AIOKafkaConsumer.last_stable_offset(tp)``, a value cached from the last *fetch*
+    of that partition: ``None`` (so "nothing to recover") for a partition not fetched
+    yet since it was assigned."""
+    consumer = self._ensure_consumer()
+    return cast(Mapping[TP, int], await consumer.end_offsets(partitions))
