@@ -117,7 +117,6 @@ class StallWatchdog:
             if self.reseek and committed is not None:
                 log.warning("seeking %s[%s] back to its committed offset %s", tp.topic,
                             tp.partition, committed)
-                consumer._active_partitions.add(tp)
-                consumer._paused_partitions.discard(tp)
+                consumer.resume_partitions({tp})
                 await consumer.seek(tp, committed)
         return stalled

@@ -56,3 +56,73 @@ def test_revocation_commits_while_faust_still_knows_the_acked_offsets() -> None:
     assert tp not in consumer._acked and tp not in consumer._read_offset
     assert tp not in consumer._committed_offset and tp not in consumer._paused_partitions
     assert consumer._acked[other] == [7] and consumer._read_offset[other] == 7
+
+
+class _FakeKafkaConsumer:
+    """Just the aiokafka state the watchdog reads."""
+
+    def __init__(self, lso: dict[TP, int]) -> None:
+        states = {tp: SimpleNamespace(lso=end, highwater=end, paused=False, _position=None)
+                  for tp, end in lso.items()}
+        assignment = SimpleNamespace(tps=set(lso), state_value=states.__getitem__)
+        self._subscription = SimpleNamespace(
+            subscription=SimpleNamespace(assignment=assignment))
+        self._fetcher = SimpleNamespace(_records={})
+
+
+class _FakeFaustConsumer:
+    def __init__(self, lso: dict[TP, int], read: dict[TP, int], committed: dict[TP, int]):
+        self._thread = SimpleNamespace(_consumer=_FakeKafkaConsumer(lso))
+        self._read_offset = dict(read)
+        self._committed_offset = dict(committed)
+        self._acked: dict[TP, list[int]] = {}
+        self._gap: dict[TP, Any] = {}
+        self._active_partitions: set[TP] = set()
+        self._paused_partitions: set[TP] = set()
+        self._buffered_partitions: set[TP] = set()
+        self.flow_active = True
+        self.seeks: list[tuple[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return set(self._thread._consumer._subscription.subscription.assignment.tps)
+
+    def resume_partitions(self, tps: set[TP]) -> None:
+        self._active_partitions |= tps
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self._read_offset[tp] = offset
+
+
+def test_watchdog_reseeks_only_a_partition_that_has_records_but_delivers_none(
+    monkeypatch: Any,
+) -> None:
+    from stream_processors import watchdog
+
+    stuck, busy, idle = (TP("crm.financial-events", p) for p in (8, 9, 10))
+    other = TP("elsewhere", 0)
+    consumer = _FakeFaustConsumer(
+        lso={stuck: 330, busy: 500, idle: 72, other: 99},
+        read={stuck: 211, busy: 100, idle: 71, other: 5},
+        committed={stuck: 212, busy: 90, idle: 72, other: 6})
+    app = SimpleNamespace(consumer=consumer, rebalancing=False, in_recovery=False,
+                          started=True, should_stop=False)
+    dog = watchdog.StallWatchdog(app, ["crm.financial-events"], stall_seconds=15)
+    clock = [1000.0]
+    monkeypatch.setattr(watchdog.time, "monotonic", lambda: clock[0])
+
+    async def run() -> list[list[TP]]:
+        found = []
+        for _ in range(4):
+            found.append(await dog.check())
+            consumer._read_offset[busy] += 50  # this one keeps delivering
+            clock[0] += 6
+        return found
+
+    found = asyncio.run(run())
+    assert found == [[], [], [], [stuck]]  # first seen at t=0, flagged once 15 s passed
+    assert consumer.seeks == [(stuck, 212)] and stuck in consumer._active_partitions
+
+    app.rebalancing = True  # never during a rebalance or a recovery
+    clock[0] += 60
+    assert asyncio.run(dog.check()) == []
