@@ -92,26 +92,31 @@ class RssSampler:
 
 
 def steady_latencies(pipeline: Pipeline, since: datetime
-                     ) -> tuple[list[float], list[float]]:
+                     ) -> tuple[list[float], list[float], dict[str, list[float]]]:
     """Latencies (ms) of the events that occurred at or after ``since``: to the sync-log
     row's ``created_at`` (the bookkeeping commit), to its ``written_at`` (the platform's
-    answer, taken by the sink when the write returned)."""
+    answer, taken by the sink when the write returned), and the latter per aggregate
+    type."""
     import psycopg
 
     assert pipeline.reader is not None
     entries, _ = pipeline.reader.snapshot()
     with psycopg.connect(pipeline.dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT tenant_id, event_id, created_at, written_at FROM sink_sync_log "
-            "WHERE status IN ('applied', 'already_applied')").fetchall()
+            "SELECT tenant_id, event_id, created_at, written_at, aggregate_type "
+            "FROM sink_sync_log WHERE status IN ('applied', 'already_applied')").fetchall()
     committed, written = [], []
-    for tenant, event_id, created_at, written_at in rows:
+    by_type: dict[str, list[float]] = {}
+    for tenant, event_id, created_at, written_at, aggregate_type in rows:
         occurred = entries.get((str(tenant), str(event_id)))
         if occurred is not None and occurred >= since:
             committed.append((created_at - occurred).total_seconds() * 1000)
             if written_at is not None:
-                written.append((written_at - occurred).total_seconds() * 1000)
-    return committed, written
+                ms = (written_at - occurred).total_seconds() * 1000
+                written.append(ms)
+                kind = str(aggregate_type).rsplit(".", 1)[-1]
+                by_type.setdefault(kind, []).append(ms)
+    return committed, written, by_type
 
 
 #: Sink metrics summarised after the run: (label, metric family, label filter).
@@ -283,7 +288,7 @@ def main() -> int:
         stages = {p: scrape_sink(port) for p, port in metrics_ports.items()}
         result = pipeline.verify()
         steady_from = crm_started + timedelta(seconds=args.warmup)
-        steady, steady_written = steady_latencies(pipeline, steady_from)
+        steady, steady_written, by_type = steady_latencies(pipeline, steady_from)
     finally:
         pipeline.close()
 
@@ -323,6 +328,11 @@ def main() -> int:
     for label, data in rows:
         lines.append(f"| {label} | {len(data):,} | {fmt(quantile(data, 0.50))} | "
                      f"{fmt(quantile(data, 0.99))} | {fmt(max(data) if data else None)} |")
+    lines += ["", "| to platform answered (written_at), steady, by aggregate | events | p50 ms "
+              "| p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    for kind, data in sorted(by_type.items()):
+        lines.append(f"| {kind} | {len(data):,} | {fmt(quantile(data, 0.50))} | "
+                     f"{fmt(quantile(data, 0.99))} | {fmt(max(data))} |")
     for platform, stage_rows in stages.items():
         lines += ["", f"| sink:{platform} (its /metrics) | count | mean ms | share > 100 ms |",
                   "|---|---:|---:|---:|"]

@@ -194,6 +194,24 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_profile(out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling this process (threads holding the GIL: CPU, not waits) until
+    :func:`stop_profile`; it does not pause the process to sample."""
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                            "--pid", str(os.getpid()), "--gil", "--nonblocking",
+                            "--rate", "250", "--format", "raw", "--output", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the run starts
+    return spy
+
+
+def stop_profile(spy: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    spy.send_signal(signal.SIGINT)
+    spy.wait(30)
+
+
 def machine() -> str:
     mem = Path("/proc/meminfo").read_text().split()[1]
     ram = int(mem) / 1024 / 1024
@@ -213,6 +231,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/RESULTS.md (trial runs)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="sample the unthrottled sink runs (only them) with py-spy "
+                             "(GIL holder, raw collapsed stacks) into PREFIX-<run>.txt")
     parser.add_argument("--warmup", type=float, default=30.0,
                         help="seconds of each throttled run left out of the steady share")
     args = parser.parse_args()
@@ -251,12 +272,16 @@ def main() -> None:
             produce_invoices(endpoints.kafka_bootstrap, endpoints.schema_registry_url,
                              topics.ledger_entries, tenants, n)
             calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
+            spy = None if args.profile is None else start_profile(
+                Path(f"{args.profile}-{'batch' if coalesce else 'single'}.txt"))
             cpu_sink, cpu_box = cpu_seconds(), cpu_seconds(proc.pid)
             seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix,
                                      dsn, stop_after_docs=n, lifted_limits=True,
                                      concurrency=args.concurrency, coalesce=coalesce)
             calls = counter("ledgerstream_sink_api_latency_seconds_count") - calls_before
             cpu_sink, cpu_box = cpu_seconds() - cpu_sink, cpu_seconds(proc.pid) - cpu_box
+            if spy is not None:
+                stop_profile(spy)
             how = "requests coalesced into /batch" if coalesce else "one request per call"
             rows.append(f"| sink, bookkeeping included, concurrency {args.concurrency}, {how}"
                         f" ({calls:.0f} HTTP requests) | {docs} | {seconds:.1f} "
