@@ -122,25 +122,6 @@ def test_worker_matches_the_oracle_parks_and_dead_letters(
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (issue #4): after repeated SIGKILL restarts one faust partition can "
-    "stop committing; runs that finish match the oracle to the cent with no duplicate on "
-    "ledger.entries. Seen 2026-12-07: crm.financial-events partition 11 stayed at committed "
-    "offset 60 of 219 for 5 min while the ticks topic's partition 11 (same agent, same "
-    "transactional producer) kept committing, and the worker logged nothing more — so the "
-    "transaction path works and that partition's records were not being delivered to the "
-    "stream after the last restart's recovery (a paused or mis-positioned partition in "
-    "faust 0.15.3's recovery/seek, not yet pinned down). A second failure seen the same "
-    "day: everything consumed but ledger.balances short for one customer (c25 invoiced "
-    "11,205.00 vs 11,657.42: a lost update; a further run failed after consuming "
-    "everything, its assertion not captured; the same lost update reproduces on 50b0a2d, "
-    "before the 2026-12-07 throughput changes: c2 12,721.52 vs 13,376.50); every run had "
-    "incarnations that joined the group twice (the killed member's session still open) "
-    "with 'begin_transaction ... IN_TRANSACTION -> IN_TRANSACTION' on all 13 producers at "
-    "the second join — the in-process rebalance path is the suspect. Kept running so the "
-    "fix is seen; not gating CI while it fails.",
-)
 def test_sigkill_at_random_points_never_double_counts(
     kafka_bootstrap: str, schema_registry_url: str, names: Topics, tmp_path: Path
 ) -> None:
@@ -171,6 +152,47 @@ def test_sigkill_at_random_points_never_double_counts(
         assert w.stop() == 0
     assert kills == 8
     assert assert_balances_match(kafka_bootstrap, schema_registry_url, names, events) > 30
+    assert_invoice_balances_match(kafka_bootstrap, schema_registry_url, names, events)
+    logged = entries(kafka_bootstrap, schema_registry_url, names)
+    dupes = {k: n for k, n in Counter(e.event.event_id for e in logged).items() if n > 1}
+    assert not dupes, f"{len(dupes)} events reached ledger.entries more than once"
+    assert not dead_letters(kafka_bootstrap, schema_registry_url, names)
+
+
+@pytest.mark.timeout(900)
+def test_rebalances_inside_a_running_worker_lose_and_repeat_nothing(
+    kafka_bootstrap: str, schema_registry_url: str, names: Topics, tmp_path: Path
+) -> None:
+    """A second worker joins the group mid-run and is SIGKILLed: the first one goes
+    through two in-process rebalances (revocation with transactions open, recovery of
+    the partitions it gets back) while events keep arriving (issue #4, eos.py point 8)."""
+    writer = EventWriter(kafka_bootstrap, schema_registry_url, names)
+    writer.send(sample_tax_rate_event())
+    events = build_workload(seed=13, customers=30, documents=1500)
+    customer_of: dict[str, str] = {}
+    chunks = [events[k * len(events) // 3:(k + 1) * len(events) // 3] for k in range(3)]
+    inputs = [names.crm_financial_events, names.crm_customers]
+    with worker(tmp_path, kafka_bootstrap, schema_registry_url, names.suffix) as first:
+        send_workload(writer, chunks[0], customer_of)
+        writer.flush()
+        wait_for_progress(kafka_bootstrap, names.processor_app_id, inputs, 120,
+                          alive=lambda: first.alive)
+        with worker(tmp_path, kafka_bootstrap, schema_registry_url, names.suffix,
+                    name="second") as second:
+            second.wait_ready()  # the group was rebalanced between the two
+            send_workload(writer, chunks[1], customer_of)
+            writer.flush()
+            wait_for_progress(kafka_bootstrap, names.processor_app_id, inputs, 120,
+                              alive=lambda: first.alive and second.alive)
+            second.kill()
+        send_workload(writer, chunks[2], customer_of)
+        writer.flush()
+        wait_until_consumed(kafka_bootstrap, names.processor_app_id, inputs, 300,
+                            alive=lambda: first.alive)
+        assert first.stop() == 0
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert log.count("Joined group") >= 3, "the first worker was not rebalanced twice"
+    assert assert_balances_match(kafka_bootstrap, schema_registry_url, names, events) > 20
     assert_invoice_balances_match(kafka_bootstrap, schema_registry_url, names, events)
     logged = entries(kafka_bootstrap, schema_registry_url, names)
     dupes = {k: n for k, n in Counter(e.event.event_id for e in logged).items() if n > 1}
