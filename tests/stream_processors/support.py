@@ -232,15 +232,17 @@ class Worker:
 @contextmanager
 def worker(tmp: Path, bootstrap: str, registry_url: str, suffix: str, *,
            guarantee: str = "exactly_once", grace: float = 300.0, tick: float = 1.0,
-           extra: list[str] | None = None) -> Iterator[Worker]:
+           extra: list[str] | None = None, name: str = "worker") -> Iterator[Worker]:
+    """A worker subprocess; ``name`` keeps the state and log of several apart."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            "SCHEMA_REGISTRY_URL": registry_url, "PYTHONUNBUFFERED": "1"}
-    args = ["--topic-suffix", suffix, "--data-dir", str(tmp / "data"),
+    data = tmp / ("data" if name == "worker" else f"data-{name}")
+    args = ["--topic-suffix", suffix, "--data-dir", str(data),
             "--processing-guarantee", guarantee, "--grace-seconds", str(grace),
             "--tick-interval-seconds", str(tick), "--commit-interval-seconds", "0.5",
             "--session-timeout-seconds", "6",
             *(extra or [])]
-    w = Worker(env, args, tmp / "worker.log")
+    w = Worker(env, args, tmp / f"{name}.log")
     w.start()
     try:
         yield w
