@@ -193,7 +193,7 @@ class SinkRunner:
             while not self.stop_event.is_set():
                 if until is not None and until():
                     break
-                messages = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+                messages = self._poll()
                 records = [Record.of(m) for m in messages if self._usable(m)]
                 if records:
                     last_record = time.monotonic()
@@ -207,6 +207,21 @@ class SinkRunner:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _poll(self) -> list[Message]:
+        """The next batch: wait up to ``poll_timeout_s`` for the first record, then take
+        whatever else is already fetched, up to ``batch_size``, without waiting.
+
+        ``consume(n, timeout)`` would hold a record that arrived alone until ``n`` came
+        or the timeout passed: on a quiet stream every document paid the whole timeout.
+        Batches still fill under load: what arrives while a batch is written is there,
+        fetched, when the next one is taken."""
+        first = self.consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        if self.batch_size == 1:
+            return [first]
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
 
     def _usable(self, msg: Message) -> bool:
         error = msg.error()

@@ -32,9 +32,9 @@ class SinkSettings(BaseSettings):
     topic_suffix: str = ""
     batch_size: int = Field(200, ge=1, le=10_000)
     poll_timeout_s: float = Field(
-        0.1, gt=0, description="How long one poll collects records before the batch is "
-        "written: the latency a quiet stream pays per batch; a backlog fills batches "
-        "at once whatever this is.")
+        0.1, gt=0, description="How long one poll waits for a first record (then it "
+        "takes what is already fetched, up to batch_size, without waiting): how often "
+        "an idle sink wakes up; a record is written as soon as it is fetched.")
     fetch_wait_max_ms: int = Field(
         100, ge=0, le=5000, description="Kafka fetch wait when no new data (latency vs "
         "fewer idle fetch requests).")

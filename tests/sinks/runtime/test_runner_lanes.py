@@ -247,3 +247,49 @@ def test_a_guarded_platform_gets_one_write_per_document_per_transaction() -> Non
     make(api2, store2, entries).process_batch(records)
     (only, _), = store2.commits
     assert sorted(o.offset for o in only) == [0, 1, 2, 3]
+
+
+def test_lanes_take_tenants_in_turn() -> None:
+    """One tenant's many lanes share its rate budget: started first, they would fill
+    the pool asleep on it while another tenant's lane (free budget) waits behind."""
+    keys = [b"t1:a", b"t1:b", b"t1:c", b"t2:a", b"t1:d", b"t3:a", b"t2:b"]
+    decoded = [(Record(TOPIC, 0, n, key, b""), None) for n, key in enumerate(keys)]
+    order = [lane[0][0].key for lane in SinkRunner._lanes(decoded)]
+    assert order == [b"t1:a", b"t2:a", b"t3:a", b"t1:b", b"t2:b", b"t1:c", b"t1:d"]
+    # every record is in exactly one lane, each lane one key in offset order
+    again = [*decoded, (Record(TOPIC, 0, 7, b"t1:a", b""), None)]
+    lanes = SinkRunner._lanes(again)
+    assert sorted(r.offset for lane in lanes for r, _ in lane) == list(range(8))
+    assert [r.offset for r, _ in lanes[0]] == [0, 7]
+
+
+def test_a_lone_record_is_taken_without_waiting_for_a_full_batch() -> None:
+    """The poll waits for a first record only, then takes what is already fetched
+    (``consume`` with no wait), up to the batch size."""
+
+    class Consumer(FakeConsumer):
+        def __init__(self, queued: list[str]) -> None:
+            super().__init__()
+            self.queued = queued
+            self.calls: list[tuple[str, int | None, float]] = []
+
+        def poll(self, timeout: float) -> str | None:
+            self.calls.append(("poll", None, timeout))
+            return self.queued.pop(0) if self.queued else None
+
+        def consume(self, n: int, timeout: float) -> list[str]:
+            self.calls.append(("consume", n, timeout))
+            taken, self.queued[:n] = self.queued[:n], []
+            return taken
+
+    runner = make(Api(), FakeStore(), {})
+    runner.batch_size, runner.poll_timeout_s = 3, 0.25
+    runner.consumer = Consumer(["m1"])  # type: ignore[assignment]
+    assert runner._poll() == ["m1"]
+    assert runner.consumer.calls == [("poll", None, 0.25), ("consume", 2, 0)]  # type: ignore[attr-defined]
+    runner.consumer = Consumer(["m1", "m2", "m3", "m4"])  # type: ignore[assignment]
+    assert runner._poll() == ["m1", "m2", "m3"]
+    assert runner._poll() == ["m4"]
+    runner.consumer = Consumer([])  # type: ignore[assignment]
+    assert runner._poll() == []
+    assert runner.consumer.calls == [("poll", None, 0.25)]  # type: ignore[attr-defined]
