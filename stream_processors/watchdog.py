@@ -72,17 +72,6 @@ class StallWatchdog:
         self._seen: dict[TP, tuple[int | None, float]] = {}
         self.stalls = 0
 
-    def _end_offset(self, tp: TP) -> int | None:
-        kafka = self.app.consumer._thread._consumer
-        if kafka is None:
-            return None
-        sub = kafka._subscription.subscription
-        if sub is None or sub.assignment is None or tp not in sub.assignment.tps:
-            return None
-        tp_state = sub.assignment.state_value(tp)
-        end = tp_state.lso if tp_state.lso is not None else tp_state.highwater
-        return int(end) if end is not None else None
-
     async def check(self) -> list[TP]:
         """One pass; returns the partitions found stalled."""
         app = self.app
@@ -91,7 +80,7 @@ class StallWatchdog:
             return []
         consumer = app.consumer
         now = time.monotonic()
-        stalled: list[TP] = []
+        quiet: list[TP] = []
         for tp in consumer.assignment():
             if tp.topic not in self.topics:
                 continue
@@ -99,21 +88,28 @@ class StallWatchdog:
             last = self._seen.get(tp)
             if last is None or last[0] != read:
                 self._seen[tp] = (read, now)
-                continue
-            end = self._end_offset(tp)
+            elif now - last[1] >= self.stall_seconds:
+                quiet.append(tp)
+        if not quiet:
+            return []
+        # the broker's end (read_committed), not aiokafka's per-fetch cache: a partition
+        # that is not fetched any more has no fresh cached end
+        ends = await consumer.highwaters(*quiet)
+        stalled: list[TP] = []
+        for tp in quiet:
+            read = consumer._read_offset.get(tp)
             committed = consumer._committed_offset.get(tp)
+            end = ends.get(tp)
+            since = self._seen[tp][1]
+            self._seen[tp] = (read, now)
             delivered_up_to = read if read is not None else (committed or 0) - 1
             if end is None or end - 1 <= delivered_up_to:
-                self._seen[tp] = (read, now)
-                continue
-            if now - last[1] < self.stall_seconds:
                 continue
             stalled.append(tp)
             self.stalls += 1
             log.error("input partition %s[%s] has records up to %s but nothing was delivered "
                       "past %s for %.0fs: %s", tp.topic, tp.partition, end - 1, read,
-                      now - last[1], partition_state(app, tp))
-            self._seen[tp] = (read, now)
+                      now - since, partition_state(app, tp))
             if self.reseek and committed is not None:
                 log.warning("seeking %s[%s] back to its committed offset %s", tp.topic,
                             tp.partition, committed)

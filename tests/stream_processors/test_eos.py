@@ -73,6 +73,8 @@ class _FakeKafkaConsumer:
 class _FakeFaustConsumer:
     def __init__(self, lso: dict[TP, int], read: dict[TP, int], committed: dict[TP, int]):
         self._thread = SimpleNamespace(_consumer=_FakeKafkaConsumer(lso))
+        self.ends = dict(lso)
+        self.asked: list[set[TP]] = []
         self._read_offset = dict(read)
         self._committed_offset = dict(committed)
         self._acked: dict[TP, list[int]] = {}
@@ -85,6 +87,10 @@ class _FakeFaustConsumer:
 
     def assignment(self) -> set[TP]:
         return set(self._thread._consumer._subscription.subscription.assignment.tps)
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        self.asked.append(set(tps))
+        return {tp: self.ends[tp] for tp in tps}
 
     def resume_partitions(self, tps: set[TP]) -> None:
         self._active_partitions |= tps
@@ -122,6 +128,7 @@ def test_watchdog_reseeks_only_a_partition_that_has_records_but_delivers_none(
     found = asyncio.run(run())
     assert found == [[], [], [], [stuck]]  # first seen at t=0, flagged once 15 s passed
     assert consumer.seeks == [(stuck, 212)] and stuck in consumer._active_partitions
+    assert consumer.asked == [{stuck, idle}]  # the broker is asked about quiet ones only
 
     app.rebalancing = True  # never during a rebalance or a recovery
     clock[0] += 60
