@@ -113,19 +113,24 @@ def resolve() -> None:
 
 
 @main.command()
-@click.option("--tenants", default=6, show_default=True, help="Repair shops to simulate.")
-@click.option("--jobs", default=12, show_default=True, help="Repair jobs per shop.")
+@click.option("--tenants", type=int, default=None,
+              help="Repair shops to simulate, spread over the platforms [default: one "
+                   "per platform].")
+@click.option("--jobs", default=12, show_default=True,
+              help="Repair jobs per shop (Odoo and Reckon One shops get fewer: their "
+                   "60 requests/min would stretch the demo over many minutes).")
 @click.option("--customers", default=6, show_default=True, help="Customers per shop.")
 @click.option("--platform", "platforms", multiple=True,
               help="Platforms to include (default: every platform with a sandbox).")
 @click.option("--smoke", is_flag=True, help="Only the stack smoke round trip.")
-def demo(tenants: int, jobs: int, customers: int, platforms: tuple[str, ...],
+def demo(tenants: int | None, jobs: int, customers: int, platforms: tuple[str, ...],
          smoke: bool) -> None:
     """Start the local stack and run the whole pipeline on a simulated day of repair jobs.
 
     CRM database → outbox relay → Kafka → stream processor → one sink per platform →
     local platform sandboxes; ends with a summary comparing the CRM with every
-    sandbox. Exits non-zero if anything disagrees.
+    sandbox. Exits non-zero on a duplicate, a lost record, a disagreement, or a dead
+    letter that is not a limitation its platform documents.
     """
     from ledgerstream.demo import run_demo
     from ledgerstream.smoke import run_smoke

@@ -3,12 +3,16 @@
 ``run_demo(endpoints)`` runs :class:`ledgerstream.pipeline.Pipeline` (relay, processor
 and one sink per platform as processes, sandboxes served on loopback), shows live
 progress (events produced, entries processed, documents written per platform, lag)
-and returns a :class:`DemoSummary`: ``ok`` is false if any sandbox disagrees with the
-CRM, holds a duplicate, misses a document, or anything was dead-lettered.
+and returns a :class:`DemoSummary`: ``ok`` is false if any sandbox holds a duplicate,
+misses a document without a dead letter saying why, disagrees with the CRM, or if
+anything was dead-lettered that is not a limitation its platform documents
+(:mod:`sinks.platforms.limitations`: those are listed apart, and the books of their
+tenants are expected to lack those records).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,15 +26,24 @@ from rich.text import Text
 
 from deploy.localstack.stack import Endpoints
 from ledgerstream.pipeline import (
-    DEFAULT_PLATFORMS,
     Pipeline,
     PipelineConfig,
     PipelineError,
     PipelineResult,
     Progress,
 )
+from sinks.sandbox.profiles import PROFILES
 
-__all__ = ["DemoSummary", "progress_table", "run_demo"]
+__all__ = ["DEMO_PLATFORMS", "SHORT_DAYS", "DemoSummary", "progress_table", "run_demo"]
+
+#: The demo connects a shop to every platform that has a sandbox.
+DEMO_PLATFORMS: tuple[str, ...] = tuple(sorted(PROFILES))
+
+#: Repair jobs at most per shop on platforms whose documented rate limit makes a full
+#: day take many minutes: Odoo (60 requests a minute per database, ~8 requests per
+#: record: 63 records took 6 minutes in a 12-job day) and Reckon One (60 a minute: 64
+#: records took 3 minutes). The sinks keep those limits in the demo, as in production.
+SHORT_DAYS: dict[str, int] = {"odoo": 4, "reckon-one": 8}
 
 
 @dataclass
@@ -83,8 +96,12 @@ def progress_table(p: Progress) -> Table:
 
 
 def summary_renderable(result: PipelineResult, error: str | None = None) -> RenderableType:
-    verdict = Text("OK: every sandbox agrees with the CRM" if result.ok and not error
-                   else "NOT OK", style="bold green" if result.ok and not error else "bold red")
+    limited = sorted(t.tenant_id for t in result.tenants.values()
+                     if not t.ok and result.books_ok(t))
+    verdict = Text(("OK: every sandbox agrees with the CRM" + (
+        f" (except where a documented platform limitation dead-lettered a record: "
+        f"{', '.join(limited)})" if limited else "")) if result.ok and not error
+        else "NOT OK", style="bold green" if result.ok and not error else "bold red")
     head = Text(
         f"run {result.run_id}: {result.events_produced} CRM events → {result.ledger_entries} "
         f"ledger entries in {result.duration_s:.1f}s; end-to-end latency p50 "
@@ -109,10 +126,17 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
         tenants.add_column(column, justify="right" if "invoices" in column
                            or "outstanding" in column else "left")
     for t in result.tenants.values():
-        books = Text("equal", style="green") if t.ok else Text(
-            "; ".join(str(d) for d in t.differences[:3])
-            + (f" (+{len(t.differences) - 3} more)" if len(t.differences) > 3 else ""),
-            style="red")
+        differences = ("; ".join(str(d) for d in t.differences[:3])
+                       + (f" (+{len(t.differences) - 3} more)"
+                          if len(t.differences) > 3 else ""))
+        if t.ok:
+            books = Text("equal", style="green")
+        elif result.books_ok(t):
+            # the dead letters table says what; the differences follow from it
+            books = Text(f"{len(t.differences)} differences, from documented limitations: "
+                         f"{', '.join(result.limitations(t.tenant_id))}", style="yellow")
+        else:
+            books = Text(differences, style="red")
         tenants.add_row(t.tenant_id, t.platform,
                         f"{t.crm_invoices} / {_money(t.crm_invoice_total)}",
                         f"{t.platform_invoices} / {_money(t.platform_invoice_total)}",
@@ -121,9 +145,20 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
     if result.dead_letters:
         letters = Table(title="dead letters", title_justify="left")
         letters.add_column("count", justify="right")
+        letters.add_column("kind")
+        letters.add_column("platform")
         letters.add_column("stage: reason")
-        for reason, count in result.dead_letter_reasons.most_common():
-            letters.add_row(str(count), reason)
+        counted: Counter[tuple[str, str, str]] = Counter()
+        for d in result.dead_letters:
+            limitation = result.limitation_of(d)
+            kind = ("unexpected" if limitation is None else "follows a dead letter"
+                    if limitation == "cascade" else f"documented: {limitation}")
+            counted[(kind, result.assignment.get(str(d.tenant_id), "—"),
+                     f"{d.stage}: {d.reason[:160]}")] += 1
+        for (kind, platform, reason), count in sorted(counted.items(),
+                                                      key=lambda kv: (-kv[1], kv[0])):
+            letters.add_row(str(count), Text(kind, style="red" if kind == "unexpected"
+                                             else "yellow"), platform, reason)
         parts.append(letters)
     if result.unprocessed_events:
         parts.append(Text(f"{result.unprocessed_events} CRM events never reached "
@@ -137,7 +172,7 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
 def run_demo(
     endpoints: Endpoints,
     *,
-    tenants: int = 6,
+    tenants: int | None = None,
     jobs: int = 12,
     customers: int = 6,
     platforms: Sequence[str] | None = None,
@@ -152,16 +187,20 @@ def run_demo(
     """Run the demo against ``endpoints``; returns the summary (never raises for a
     pipeline failure: ``ok`` is then false and ``error`` says why).
 
-    ``tenants`` shops (``t001``…) are spread round-robin over ``platforms`` (default:
-    every platform with a sandbox profile), each with ``jobs`` repair jobs and
-    ``customers`` customers. ``progress`` receives a :class:`Progress` snapshot about
+    ``tenants`` shops (``t001``…; default: one per platform) are spread round-robin over
+    ``platforms`` (default: every platform with a sandbox profile), each with ``jobs``
+    repair jobs (fewer on the platforms of :data:`SHORT_DAYS`) and ``customers``
+    customers. ``progress`` receives a :class:`Progress` snapshot about
     twice a second; ``live`` shows a rich live table on ``console`` (stderr by default).
     Further keyword arguments go to :class:`PipelineConfig`.
     """
+    chosen = tuple(platforms) if platforms else DEMO_PLATFORMS
+    pipeline_options.setdefault("jobs_by_platform", {
+        platform: min(jobs, cap) for platform, cap in SHORT_DAYS.items()
+        if platform in chosen})
     config = PipelineConfig(
-        endpoints=endpoints, tenants=tenants, jobs_per_tenant=jobs,
-        customers_per_tenant=customers, seed=seed,
-        platforms=tuple(platforms) if platforms else DEFAULT_PLATFORMS,
+        endpoints=endpoints, tenants=tenants or len(chosen), jobs_per_tenant=jobs,
+        customers_per_tenant=customers, seed=seed, platforms=chosen,
         timeout_s=timeout_s, workdir=workdir, **pipeline_options)
     screen = console or Console(stderr=True)
     view: Live | None = Live(Text("starting"), console=screen, refresh_per_second=4,

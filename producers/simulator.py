@@ -18,7 +18,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -87,6 +87,12 @@ class SimulationConfig:
     #: Number of the first tenant (``t001`` by default): several simulators can write
     #: disjoint shops into one database at once, as a CRM's many users do.
     first_tenant: int = 1
+    #: Repair jobs of particular shops (``{"t003": 4}``), overriding ``jobs_per_tenant``:
+    #: a shop whose books live on a slowly rate-limited platform gets a shorter day.
+    jobs_by_tenant: Mapping[str, int] = field(default_factory=dict)
+
+    def jobs_of(self, tenant_id: str) -> int:
+        return self.jobs_by_tenant.get(tenant_id, self.jobs_per_tenant)
 
 
 @dataclass
@@ -399,7 +405,7 @@ def simulate_day(dsn_or_conn: str | psycopg.Connection[Any],
             shop.setup()
             pacer.wait(len(result.events))
         active: list[Iterator[None]] = [shop.job() for shop in shops
-                                        for _ in range(cfg.jobs_per_tenant)]
+                                        for _ in range(cfg.jobs_of(shop.tenant))]
         while active:
             current = rng.randrange(len(active))
             if next(active[current], StopIteration) is StopIteration:

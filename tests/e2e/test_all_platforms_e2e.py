@@ -3,7 +3,7 @@ platform → that platform's served sandbox (``sinks.sandbox.profiles``), tenant
 round-robin over the platforms.
 
 What must hold: no duplicate and no missing document; every dead letter is a
-limitation the platform documents (:data:`DOCUMENTED_UNSUPPORTED`, an
+limitation the platform documents (``sinks.platforms.limitations``, an
 ``UnsupportedEventError`` whose reason matches one of the platform's scenarios — an
 unexpected dead letter fails the test); and every tenant none of whose events was
 dead-lettered has books that agree with the CRM.
@@ -11,7 +11,6 @@ dead-lettered has books that agree with the CRM.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 
@@ -20,75 +19,11 @@ import pytest
 from deploy.localstack.stack import Endpoints
 from ledgerstream.pipeline import Pipeline, PipelineConfig, PipelineResult
 from sinks.platforms.common.reconcile import Difference
+from sinks.platforms.limitations import DOCUMENTED_UNSUPPORTED
 from sinks.platforms.registry import BUILTIN_MODULES, all_platforms
 from sinks.sandbox.profiles import PROFILES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-#: Per platform, the documented scenarios its sink dead-letters with an
-#: ``UnsupportedEventError`` (docs/platforms/<name>.md, the contract harnesses'
-#: ``sandbox_gaps``, the platforms' ``UnsupportedEventError`` messages): scenario →
-#: pattern the dead letter's reason must match.
-DOCUMENTED_UNSUPPORTED: dict[str, dict[str, str]] = {
-    "quickbooks-online": {
-        "refund_without_payment": r"names no original payment",
-        "refund_beyond_unapplied_credit": r"leaves the customer owing without an invoice",
-    },
-    "xero": {
-        "edit_after_payment": r"Xero, which refuses edits of such invoices",
-        "payment_edit": r"Xero payments cannot be edited",
-        "refund_without_payment": r"names no original payment",
-        "refund_beyond_overpayments": r"Xero holds only .* as overpayments",
-    },
-    "zoho-books": {},
-    "business-central": {
-        "tip_and_fee": r"tip needs a G/L journal line",
-        "refund_payment": r"has no\s+Refund document type",
-        "credit_note_refunded": r"refunded in cash; the BC API v2.0 .* no customer refund",
-        "void_after_payment": r"BC cancels or corrects only unpaid posted invoices",
-        "multi_currency": r"customerPayments entity has no currency field",
-        "credit_note_several_invoices": r"a BC credit memo applies to one invoice",
-    },
-    "sage-intacct": {
-        "void_after_payment": r"reverses only invoices without payments or credits",
-        "refund_payment": r"XML API 3.0 has no AR refund function",
-        "credit_note_refunded": r"refunded in cash needs an AR refund",
-        "payment_edit": r"AR payments cannot be edited once posted",
-        "credit_note_edit": r"AR adjustments cannot be edited once posted",
-        "credit_note_several_invoices": r"AR adjustment applies to one invoice",
-    },
-    "reckon-one": {
-        "refund_payment": r"has no customer-refund\s+endpoint",
-        "credit_note_refunded": r"refunded in cash: Reckon One API v2 has",
-        "multi_currency": r"a Reckon One book holds one currency",
-    },
-    "acumatica": {
-        "tip_and_fee": r"an Acumatica AR payment has no income line",
-        "refund_payment": r"Acumatica refunds apply to credit memos or payments",
-        "void_released": r"cannot void a released AR invoice",
-        "edit_released": r"released documents cannot be edited",
-        "credit_note_edit": r"issued credit memos are not edited",
-    },
-    "odoo": {
-        "partial_reconcile": r"Odoo would apply .* but the CRM allocates",
-    },
-    "netsuite": {
-        "tip_and_fee": r"a NetSuite customer payment has no tip line",
-        "refund_without_payment": r"names no original payment",
-    },
-    "sage-accounting": {
-        "refund_payment": r"Sage allocates a customer refund only to credit notes",
-        "void_after_payment": r"Sage voids only unallocated documents",
-        "credit_note_edit": r"issued credit notes are not edited",
-    },
-}
-
-#: Documented limitations a platform dead-letters with the vendor's rejection rather
-#: than an ``UnsupportedEventError``: platform → (error class, pattern).
-DOCUMENTED_REJECTIONS: dict[str, tuple[tuple[str, str], ...]] = {}
-#: A write that references a document whose own event was dead-lettered (for one of
-#: the reasons above) fails with this; it is a consequence, not a new problem.
-CASCADE = re.compile(r"(?P<kind>\w+) (?P<id>\S+) was never synced")
 
 #: Disagreements a platform is *known* to produce, reported upstream and tolerated here
 #: only in exactly this shape (printed on every run; drop the entry once fixed):
@@ -116,25 +51,12 @@ def test_every_registered_platform_has_a_profile() -> None:
     assert set(DOCUMENTED_UNSUPPORTED) == _registered()
 
 
-def _unexpected_dead_letters(result: PipelineResult, assignment: dict[str, str]
-                             ) -> list[str]:
-    problems = []
-    for letter in result.dead_letters:
-        platform = assignment.get(str(letter.tenant_id))
-        allowed = DOCUMENTED_UNSUPPORTED.get(platform or "", {})
-        documented = letter.error_class == "UnsupportedEventError" and any(
-            re.search(pattern, letter.reason, re.IGNORECASE) for pattern in allowed.values())
-        documented = documented or any(
-            letter.error_class == error_class and re.search(pattern, letter.reason)
-            for error_class, pattern in DOCUMENTED_REJECTIONS.get(platform or "", ()))
-        cascade = CASCADE.search(letter.reason)
-        if letter.error_class == "ReferenceMissingError" and cascade is not None:
-            key = f"{cascade['kind']}:{cascade['id']}"
-            documented = key in result.dead_lettered_keys.get(str(letter.tenant_id), set())
-        if not documented:
-            problems.append(f"{platform} {letter.tenant_id} [{letter.stage}] "
-                            f"{letter.error_class}: {letter.reason[:300]}")
-    return problems
+def _unexpected_dead_letters(result: PipelineResult) -> list[str]:
+    """Every dead letter that is not a documented platform limitation (nor a cascade
+    of one), as the pipeline result classifies them (:mod:`sinks.platforms.limitations`)."""
+    return [f"{result.assignment.get(str(letter.tenant_id))} {letter.tenant_id} "
+            f"[{letter.stage}] {letter.error_class}: {letter.reason[:300]}"
+            for letter in result.unexpected_dead_letters]
 
 
 def _known_rounding(platform: str, difference: Difference) -> bool:
@@ -175,7 +97,7 @@ def test_every_platform_agrees_with_the_crm(endpoints: Endpoints) -> None:
     assert result.unprocessed_events == 0
     assert result.duplicates == 0, {p: r.duplicates for p, r in result.platforms.items()}
     assert not result.unexplained_missing, [str(d) for d in result.unexplained_missing]
-    unexpected = _unexpected_dead_letters(result, assignment)
+    unexpected = _unexpected_dead_letters(result)
     assert not unexpected, unexpected
     dead_tenants = {str(d.tenant_id) for d in result.dead_letters}
     disagreements: dict[str, tuple[str, list[str]]] = {}

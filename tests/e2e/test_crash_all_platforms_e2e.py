@@ -72,7 +72,6 @@ def test_every_platform_survives_crashes_and_lost_responses(endpoints: Endpoints
     )
     with Pipeline(config) as pipeline:
         result = pipeline.run()
-        assignment = dict(pipeline.assignment)
         pending = {p: pipeline.sandboxes[p].sandbox.faults.pending() for p in PLATFORMS}
 
     print(f"\ncrash run {result.duration_s:.1f}s, {result.events_produced} events, "
@@ -110,7 +109,7 @@ def test_every_platform_survives_crashes_and_lost_responses(endpoints: Endpoints
     # gives them one write per document per transaction (PlatformSpec.guards_edits), so
     # a replay never meets our own unrecorded later write ("refusing to overwrite a
     # bookkeeper's edit" here would be that defect back).
-    unexpected = _unexpected_dead_letters(result, assignment)
+    unexpected = _unexpected_dead_letters(result)
     assert not problems, problems
     assert not lost, "documents lost by a crash:\n" + "\n".join(lost)
     assert not unexpected, unexpected

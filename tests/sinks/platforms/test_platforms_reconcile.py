@@ -82,3 +82,14 @@ def test_every_kind_of_disagreement_is_reported() -> None:
     assert {(d.what, d.key) for d in missing} >= {("missing", "invoice:inv1"),
                                                    ("missing", "payment:pay1")}
     assert "invoice:inv1: missing: CRM 288.91" in format_differences(missing)
+
+
+def test_a_voided_invoice_may_be_gone_but_not_left_open() -> None:
+    """Platforms delete a never-released document instead of voiding it (Acumatica,
+    Business Central): absent is as good as voided; still open is a difference."""
+    expected = expected_ledger(SCENARIOS["void_after_payment"].entries())
+    assert expected.invoices["inv1"].voided
+    gone = reconcile(expected, _report(documents=[]), IDS)
+    assert not [d for d in gone if d.key == "invoice:inv1"]
+    still_open = reconcile(expected, _report(), IDS)
+    assert ("voided", "invoice:inv1") in {(d.what, d.key) for d in still_open}
