@@ -133,7 +133,8 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
             books = Text("equal", style="green")
         elif result.books_ok(t):
             # the dead letters table says what; the differences follow from it
-            books = Text(f"{len(t.differences)} differences, from documented limitations: "
+            n = len(t.differences)
+            books = Text(f"{n} difference{'' if n == 1 else 's'}, from documented limitations: "
                          f"{', '.join(result.limitations(t.tenant_id))}", style="yellow")
         else:
             books = Text(differences, style="red")
