@@ -70,6 +70,7 @@ class StallWatchdog:
         self.stall_seconds = stall_seconds
         self.reseek = reseek
         self._seen: dict[TP, tuple[int | None, float]] = {}
+        self._holes: dict[TP, tuple[int | None, float]] = {}
         self.stalls = 0
 
     async def check(self) -> list[TP]:
@@ -77,10 +78,12 @@ class StallWatchdog:
         app = self.app
         if app.rebalancing or app.in_recovery or not app.started or app.should_stop:
             self._seen.clear()
+            self._holes.clear()
             return []
         consumer = app.consumer
         now = time.monotonic()
         quiet: list[TP] = []
+        stalled: list[TP] = []
         for tp in consumer.assignment():
             if tp.topic not in self.topics:
                 continue
@@ -90,12 +93,25 @@ class StallWatchdog:
                 self._seen[tp] = (read, now)
             elif now - last[1] >= self.stall_seconds:
                 quiet.append(tp)
+            # a partition is processed in order, so later offsets acked while the
+            # committed one never is means that record was lost on the way: faust
+            # will never commit past it
+            committed = consumer._committed_offset.get(tp)
+            acked = consumer._acked.get(tp)
+            hole = committed if committed is not None and acked and min(acked) > committed \
+                else None
+            if hole is None or self._holes.get(tp, (None, 0.0))[0] != hole:
+                self._holes[tp] = (hole, now)
+            elif now - self._holes[tp][1] >= self.stall_seconds:
+                self._holes[tp] = (hole, now)
+                stalled.append(tp)
+                await self._report(tp, f"offset {hole} was never acked while later ones "
+                                       f"were, for {self.stall_seconds:.0f}s")
         if not quiet:
-            return []
+            return stalled
         # the broker's end (read_committed), not aiokafka's per-fetch cache: a partition
         # that is not fetched any more has no fresh cached end
         ends = await consumer.highwaters(*quiet)
-        stalled: list[TP] = []
         for tp in quiet:
             read = consumer._read_offset.get(tp)
             committed = consumer._committed_offset.get(tp)
@@ -103,16 +119,21 @@ class StallWatchdog:
             since = self._seen[tp][1]
             self._seen[tp] = (read, now)
             delivered_up_to = read if read is not None else (committed or 0) - 1
-            if end is None or end - 1 <= delivered_up_to:
+            if end is None or end - 1 <= delivered_up_to or tp in stalled:
                 continue
             stalled.append(tp)
-            self.stalls += 1
-            log.error("input partition %s[%s] has records up to %s but nothing was delivered "
-                      "past %s for %.0fs: %s", tp.topic, tp.partition, end - 1, read,
-                      now - since, partition_state(app, tp))
-            if self.reseek and committed is not None:
-                log.warning("seeking %s[%s] back to its committed offset %s", tp.topic,
-                            tp.partition, committed)
-                consumer.resume_partitions({tp})
-                await consumer.seek(tp, committed)
+            await self._report(tp, f"has records up to {end - 1} but nothing was delivered "
+                                   f"past {read} for {now - since:.0f}s")
         return stalled
+
+    async def _report(self, tp: TP, what: str) -> None:
+        self.stalls += 1
+        consumer = self.app.consumer
+        log.error("input partition %s[%s] %s: %s", tp.topic, tp.partition, what,
+                  partition_state(self.app, tp))
+        committed = consumer._committed_offset.get(tp)
+        if self.reseek and committed is not None:
+            log.warning("seeking %s[%s] back to its committed offset %s", tp.topic,
+                        tp.partition, committed)
+            consumer.resume_partitions({tp})
+            await consumer.seek(tp, committed)

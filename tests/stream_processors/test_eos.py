@@ -133,3 +133,31 @@ def test_watchdog_reseeks_only_a_partition_that_has_records_but_delivers_none(
     app.rebalancing = True  # never during a rebalance or a recovery
     clock[0] += 60
     assert asyncio.run(dog.check()) == []
+
+
+def test_watchdog_reseeks_a_partition_whose_committed_offset_was_never_acked(
+    monkeypatch: Any,
+) -> None:
+    from stream_processors import watchdog
+
+    holed, fine = TP("crm.financial-events", 4), TP("crm.financial-events", 5)
+    consumer = _FakeFaustConsumer(lso={holed: 156, fine: 90}, read={holed: 100, fine: 80},
+                                  committed={holed: 61, fine: 70})
+    consumer._acked = {holed: [63, 64, 65], fine: [70, 71]}
+    app = SimpleNamespace(consumer=consumer, rebalancing=False, in_recovery=False,
+                          started=True, should_stop=False)
+    dog = watchdog.StallWatchdog(app, ["crm.financial-events"], stall_seconds=15)
+    clock = [0.0]
+    monkeypatch.setattr(watchdog.time, "monotonic", lambda: clock[0])
+
+    async def run() -> list[list[TP]]:
+        found = []
+        for _ in range(4):
+            found.append(await dog.check())
+            consumer._read_offset[holed] += 5  # still delivering: only the commit is stuck
+            consumer._read_offset[fine] += 5
+            clock[0] += 6
+        return found
+
+    assert asyncio.run(run()) == [[], [], [], [holed]]
+    assert consumer.seeks == [(holed, 61)]
