@@ -106,7 +106,7 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
         f"run {result.run_id}: {result.events_produced} CRM events → {result.ledger_entries} "
         f"ledger entries in {result.duration_s:.1f}s; end-to-end latency p50 "
         f"{_ms(result.latency_ms(0.5))}, p99 {_ms(result.latency_ms(0.99))} "
-        f"(event occurred_at → sink sync log; to ledger.entries: p50 "
+        f"(event occurred_at → the platform's answer; to ledger.entries: p50 "
         f"{_ms(result.latency_ms(0.5, processor_only=True))}, p99 "
         f"{_ms(result.latency_ms(0.99, processor_only=True))}); "
         f"duplicates {result.duplicates}, "

@@ -224,7 +224,8 @@ class PipelineResult:
                 and d.key not in self.dead_lettered_keys.get(t.tenant_id, set())]
 
     def latency_ms(self, quantile: float, *, processor_only: bool = False) -> float | None:
-        """End-to-end (``occurred_at`` → sink sync log) or, with ``processor_only``,
+        """End-to-end (``occurred_at`` → the platform answered the write, as the sink
+        sync log records it) or, with ``processor_only``,
         up to the ledger entry in Kafka."""
         data = sorted(self.processor_latencies_ms if processor_only else self.latencies_ms)
         if not data:
@@ -666,7 +667,8 @@ class Pipeline:
                 "SELECT platform, tenant_id, kind, crm_id, external_id FROM sink_external_ids"
             ).fetchall()
             log_rows = conn.execute(
-                "SELECT platform, tenant_id, event_id, status, created_at FROM sink_sync_log"
+                "SELECT platform, tenant_id, event_id, status, "
+                "coalesce(written_at, created_at) FROM sink_sync_log"
             ).fetchall()
             crm_rows = conn.execute(
                 "SELECT tenant_id, count(*), coalesce(sum(total), 0) FROM invoices "
@@ -683,6 +685,7 @@ class Pipeline:
         for tenant, agg_type, agg_id in dead_rows:
             kind = KIND_BY_AGGREGATE.get(str(agg_type).rsplit(".", 1)[-1], str(agg_type).lower())
             dead_keys.setdefault(str(tenant), set()).add(f"{kind}:{agg_id}")
+        # written_at: when the platform answered (created_at is the batch's commit)
         for platform, tenant, event_id, status, created_at in log_rows:
             status_counts.setdefault(str(platform), Counter())[str(status)] += 1
             occurred = entries.get((str(tenant), str(event_id)))
