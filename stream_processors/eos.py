@@ -53,9 +53,10 @@ integration tests and the report in ``bench/RESULTS.md``):
    "balance short" runs (seen: crm.financial-events[9] offsets 36-42, the first
    records of a chunk produced while the worker started, never applied, committed
    past in the first second of that incarnation; no aborted data for them in the
-   changelog); if nothing comes after them, the head of the partition is never
-   acked and its committed offset freezes while the worker looks healthy — the
-   "stall" runs (seen: partition 8 frozen at 212 of 329, ticks still committed).
+   changelog); otherwise faust is left believing it has delivered records it never
+   will process — the "stall" runs fit this (seen: partition 8 frozen at 212 of 329
+   while its ticks were still committed; offsets up to 211 were processed inside that
+   same window, 212 and later never).
    :func:`_resume_clearing_only_after_suspend` makes ``resume()`` of a flow that was
    not suspended a no-op: only records queued before a suspension are stale.
 7. **Changelog ends were read from a cache.** Under exactly_once faust takes the end
@@ -73,10 +74,17 @@ integration tests and the report in ``bench/RESULTS.md``):
    IN_TRANSACTION' on every producer at the next assignment, seen when a restarted
    worker joined the group twice), and the work of the open transactions met a
    recovery that can only replay committed changelog records.
-   :func:`_revoke_after_commit` commits (and ends the transactions) first.
-9. Defence in depth, :mod:`.watchdog`: an input partition with records that nothing
-   has been delivered from for 15 s is logged with faust's and aiokafka's view of it
-   and re-seeked to its committed offset.
+   :func:`_revoke_after_commit` commits (and ends the transactions) first. The
+   warning still shows for producers whose partitions had nothing new to commit
+   (their transaction was begun empty after the last commit and simply continues).
+   ``tests/stream_processors/test_integration.py::
+   test_rebalances_inside_a_running_worker_lose_and_repeat_nothing`` drives two such
+   rebalances; one of its first runs (before the watchdog could see it) stalled one
+   input partition after the second rebalance, cause not pinned down.
+9. Defence in depth, :mod:`.watchdog`: an input partition that has records but
+   delivered none for 15 s, or whose committed offset was never acked while later
+   offsets were, is logged with faust's and aiokafka's view of it and re-seeked to
+   its committed offset (replays are no-ops, point 5).
 """
 
 from __future__ import annotations
