@@ -308,7 +308,8 @@ def main() -> int:
         f"## end to end — {now}",
         "",
         f"`bench/bench_e2e.py --rate {args.rate:.0f} --duration {args.duration:.0f} "
-        f"--tenants {args.tenants} --simulators {args.simulators}`; platforms "
+        f"--tenants {args.tenants} --simulators {args.simulators}"
+        f"{'' if args.warmup == 10 else f' --warmup {args.warmup:g}'}`; platforms "
         f"{', '.join(platforms)} (sandboxes with per-tenant limits lifted, sinks keeping "
         f"the platforms' own); processor commit interval {args.commit_interval}s; sink "
         f"concurrency {args.sink_concurrency}, batch {args.sink_batch}"

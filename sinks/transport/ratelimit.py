@@ -280,18 +280,20 @@ class PostgresRateLimiter(RateLimiter):
     def _update(
         self, platform: str, tenant_id: str, change: Callable[[BucketState, float], BucketState]
     ) -> BucketState:
+        lock = ("SELECT tokens, refilled_at, paused_until FROM sink_rate_budgets"
+                " WHERE platform = %s AND tenant_id = %s FOR UPDATE")
         with connection(self._db) as conn, conn.transaction():
-            conn.execute(
-                "INSERT INTO sink_rate_budgets (platform, tenant_id, refilled_at)"
-                " VALUES (%s, %s, COALESCE(%s, extract(epoch FROM clock_timestamp())))"
-                " ON CONFLICT DO NOTHING",
-                (platform, tenant_id, self._clock() if self._clock is not None else None),
-            )
-            found = conn.execute(
-                "SELECT tokens, refilled_at, paused_until FROM sink_rate_budgets"
-                " WHERE platform = %s AND tenant_id = %s FOR UPDATE",
-                (platform, tenant_id),
-            ).fetchone()
+            # The row exists but for a tenant's first request: lock it straight away
+            # (one round-trip fewer per request than inserting it every time).
+            found = conn.execute(lock, (platform, tenant_id)).fetchone()
+            if found is None:
+                conn.execute(
+                    "INSERT INTO sink_rate_budgets (platform, tenant_id, refilled_at)"
+                    " VALUES (%s, %s, COALESCE(%s, extract(epoch FROM clock_timestamp())))"
+                    " ON CONFLICT DO NOTHING",
+                    (platform, tenant_id, self._clock() if self._clock is not None else None),
+                )
+                found = conn.execute(lock, (platform, tenant_id)).fetchone()
             assert found is not None
             # The time is read only now, holding the row: read before the lock, it would
             # be as old as the wait for the lock, and a worker queued behind others would
