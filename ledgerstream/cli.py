@@ -211,13 +211,16 @@ def replay(platform_name: str, since: str | None, tenant: str | None, resend: bo
 @click.option("--tenants", "tenants_file", type=click.Path(exists=True, dir_okay=False))
 def resume(platform_name: str, tenant: str, tenants_file: str | None) -> None:
     """Un-pause a tenant after fixing its connection or mapping; replays its parked records."""
-    from sinks.app import build_runner
+    from sinks.app import build_runner, close_transports
     from sinks.core.settings import SinkSettings
 
     _endpoint_env()
     overrides: dict[str, Any] = {"tenants_file": tenants_file} if tenants_file else {}
     runner = build_runner(SinkSettings(platform=platform_name, **overrides))
-    replayed = runner.resume_tenant(tenant)
+    try:
+        replayed = runner.resume_tenant(tenant)
+    finally:
+        close_transports(runner)
     out.print(f"tenant {tenant} resumed; {replayed} parked records written")
 
 

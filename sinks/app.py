@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -61,6 +62,31 @@ def token_store(database_url: str, transport: TransportSettings) -> TokenStore |
     return PostgresTokenStore(database_url, TokenCipher(keys))
 
 
+class TenantTransports:
+    """Each tenant's transport, built on first use (lanes ask concurrently, hence the
+    lock); :meth:`close` lets each give back what it holds (a login session)."""
+
+    def __init__(self, build: Callable[[str], Transport]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self.executors: dict[str, Transport] = {}
+
+    def __call__(self, tenant_id: str) -> Transport:
+        with self._lock:
+            executor = self.executors.get(tenant_id)
+            if executor is None:
+                executor = self.executors[tenant_id] = self._build(tenant_id)
+            return executor
+
+    def close(self) -> None:
+        with self._lock:
+            executors, self.executors = list(self.executors.values()), {}
+        for executor in executors:
+            close = getattr(executor, "close", None)
+            if close is not None:
+                close()
+
+
 def build_runner(
     settings: SinkSettings,
     *,
@@ -90,19 +116,15 @@ def build_runner(
                                  name=f"sink-{name}-rate-budget")
     limiter = PostgresRateLimiter(budget_pool, {name: rate_limit or platform.spec.rate_limit})
 
-    executors: dict[str, Transport] = {}
+    def build(tenant_id: str) -> Transport:
+        connection = parse_connection(tenant_id, name, tenants[tenant_id].connection)
+        executor: Transport = build_executor(
+            platform=platform, tenant_id=tenant_id, connection=connection, limiter=limiter,
+            tokens=tokens, settings=transport_settings, transport=http_transport)
+        codec = platform.batch_codec() if settings.coalesce else None
+        return Coalescer(executor, codec) if codec is not None else executor
 
-    def transport_for(tenant_id: str) -> Transport:
-        if tenant_id not in executors:
-            connection = parse_connection(tenant_id, name, tenants[tenant_id].connection)
-            executor: Transport = build_executor(
-                platform=platform, tenant_id=tenant_id, connection=connection, limiter=limiter,
-                tokens=tokens, settings=transport_settings, transport=http_transport)
-            codec = platform.batch_codec() if settings.coalesce else None
-            if codec is not None:
-                executor = Coalescer(executor, codec)
-            executors[tenant_id] = executor
-        return executors[tenant_id]
+    transport_for = TenantTransports(build)
 
     registry = registry_client(settings.schema_registry_url)
     dlq_topic = topics.sink_dlq(name)
@@ -151,8 +173,16 @@ def sink_readiness(runner: SinkRunner, database_url: str) -> Readiness:
                      ttl_s=2.0)
 
 
+def close_transports(runner: SinkRunner) -> None:
+    """Log out of the tenants' platform sessions (best effort, once the runner stopped):
+    an open API session counts against the platform licence until it times out."""
+    if isinstance(runner.transport_for, TenantTransports):
+        runner.transport_for.close()
+
+
 def run_sink(settings: SinkSettings, *, max_idle_s: float | None = None, **kw: Any) -> SinkRunner:
-    """Run until SIGTERM/SIGINT (or ``max_idle_s`` without records)."""
+    """Run until SIGTERM/SIGINT (or ``max_idle_s`` without records); then log out of
+    the platform sessions it opened."""
     install_redaction()
     runner = build_runner(settings, **kw)
     serve_observability(f"sink-{runner.name}", settings.metrics_port,
@@ -161,5 +191,8 @@ def run_sink(settings: SinkSettings, *, max_idle_s: float | None = None, **kw: A
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
     log.info("sink %s: %d tenants, reading %s", runner.name, len(runner.tenants), runner.topic)
-    runner.run(max_idle_s=max_idle_s)
+    try:
+        runner.run(max_idle_s=max_idle_s)
+    finally:
+        close_transports(runner)
     return runner

@@ -21,6 +21,7 @@ Acumatica has no optimistic-concurrency token on this endpoint, so none is inven
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -51,6 +52,8 @@ from sinks.transport.session_rest import unwrap_values, wrap_values
 NAMESPACE = uuid.UUID("8e4b7f0c-1d2a-4c3b-9f5e-6a7b8c9d0e1f")
 ENDPOINT = "/entity/Default/24.200.001"
 COOKIE = ".ASPXAUTH"
+#: ASP.NET's server-side session, the second cookie a login sets.
+SESSION_ID = "ASP.NET_SessionId"
 RELEASED = ("Open", "Closed", "Voided")
 _CLAUSE = re.compile(r"^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$")
 
@@ -106,12 +109,18 @@ class AcumaticaSandbox(Sandbox):
 
     def __init__(self, *, clock: Clock | None = None, per_minute: int = 100,
                  max_sessions: int = 2, idle_timeout: int = 1200, max_concurrent: int = 4,
-                 users: dict[str, str] | None = None, status_polls: int = 1) -> None:
+                 users: dict[str, str] | None = None, status_polls: int = 1,
+                 require_session_id: bool = False) -> None:
         self.companies: dict[str, Company] = {}
         self.users = users or {"api-user": "secret"}
         self.max_sessions = max_sessions
         self.status_polls = status_polls
         self.sessions: dict[str, str] = {}  # cookie -> company
+        #: ``.ASPXAUTH`` -> its ``ASP.NET_SessionId``; with ``require_session_id`` a
+        #: request must carry both (as a browser's cookie jar does), or it is anonymous
+        self.session_ids: dict[str, str] = {}
+        self.require_session_id = require_session_id
+        self.logouts = 0
         self.operations: dict[str, int] = {}  # operation id -> polls left
         super().__init__(clock=clock, windows=[Window("minute", 60, per_minute)],
                          max_concurrent=max_concurrent, access_lifetime=idle_timeout,
@@ -160,6 +169,8 @@ class AcumaticaSandbox(Sandbox):
             raise OverflowError("API Login Limit")
         cookie = self.tokens.issue([company]).access_token
         self.sessions[cookie] = company
+        self.session_ids = {c: i for c, i in self.session_ids.items() if c in self.sessions}
+        self.session_ids[cookie] = secrets.token_hex(12)
         return cookie
 
     def _touch(self, record: Entry) -> None:
@@ -221,18 +232,26 @@ class AcumaticaSandbox(Sandbox):
                                        "PX.Data.PXException")
             except OverflowError:
                 return self.http_error(429, "API Login Limit")
+            session_id = self.session_ids[cookie]
         response = Response(status_code=204)
+        response.set_cookie(SESSION_ID, session_id, httponly=True)
         response.set_cookie(COOKIE, cookie, httponly=True)
         return response
 
     async def _logout_endpoint(self, request: Request) -> Response:
         with self.lock:
-            self.sessions.pop(request.cookies.get(COOKIE, ""), None)
+            cookie = request.cookies.get(COOKIE, "")
+            if self.sessions.pop(cookie, None) is not None:
+                self.logouts += 1
+            self.session_ids.pop(cookie, None)
         return Response(status_code=204)
 
     async def _api(self, request: Request, handle: Callable[[Company], Response], *,
                    write: bool) -> Response:
         cookie = request.cookies.get(COOKIE, "")
+        if self.require_session_id and (
+                request.cookies.get(SESSION_ID) != self.session_ids.get(cookie)):
+            cookie = ""  # the server-side session is missing: not logged in
         tenant = self.sessions.get(cookie, "")
         headers = [(k, v) for k, v in request.scope["headers"] if k != b"authorization"]
         headers.append((b"authorization", f"Bearer {cookie}".encode()))

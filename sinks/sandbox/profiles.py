@@ -493,8 +493,9 @@ def _acumatica_sandbox(relaxed: bool) -> Sandbox:
     users = {ACUMATICA_USER[0]: ACUMATICA_USER[1]}
     if relaxed:
         return AcumaticaSandbox(clock=SystemClock(), per_minute=100_000, max_sessions=1000,
-                                max_concurrent=100, users=users)
-    return AcumaticaSandbox(clock=SystemClock(), max_sessions=100, users=users)
+                                max_concurrent=100, users=users, require_session_id=True)
+    return AcumaticaSandbox(clock=SystemClock(), max_sessions=100, users=users,
+                            require_session_id=True)
 
 
 def _acumatica_provision(sandbox: Sandbox, tenant_id: str, company: str, url: str

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -29,7 +30,7 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -39,9 +40,27 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
 from sinks.core.contract import PlatformRequest, PlatformResponse, Transport
-from sinks.core.errors import ConfigurationError, classify_http
+from sinks.core.errors import ConfigurationError, SinkError, classify_http
 from sinks.transport.db import Database, connection
 from sinks.transport.redact import register_secret
+
+log = logging.getLogger(__name__)
+
+#: ``Set-Cookie`` attributes, which are not cookies of their own.
+_COOKIE_ATTRIBUTES = frozenset({"path", "domain", "expires", "max-age", "secure", "httponly",
+                                "samesite", "priority", "partitioned"})
+
+
+def response_cookies(response: PlatformResponse) -> dict[str, str]:
+    """Every cookie a response set, by name. ``PlatformResponse`` headers are one
+    lower-cased mapping, so several ``Set-Cookie`` headers arrive joined by commas; an
+    ``expires`` date's own comma leaves a fragment without ``=``, which is skipped."""
+    out: dict[str, str] = {}
+    for part in response.headers.get("set-cookie", "").replace(",", ";").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name.lower() not in _COOKIE_ATTRIBUTES:
+            out[name] = value
+    return out
 
 __all__ = [
     "ApiKeyAuth",
@@ -94,6 +113,11 @@ class Authenticator(ABC):
         rejection of the adopted credential is not yet a rejection of the tenant.
         """
         raise ConfigurationError("credentials were rejected and cannot be refreshed")
+
+    def close(self, send: Transport) -> None:
+        """Give back what the credential holds at the platform (a login session) when
+        the sink stops; nothing for tokens and keys."""
+        del send
 
 
 # --------------------------------------------------------------------------- API key
@@ -834,7 +858,13 @@ class SessionAuth(Authenticator):
 
     ``login`` builds the login request, ``parse_session`` extracts the session id from
     its response; the id is sent as ``header`` (with ``prefix``) or as cookie
-    ``cookie``. Sessions are per process, so a plain lock suffices.
+    ``cookie``. In cookie mode every cookie the login set goes back with each request,
+    as a browser's jar would (Acumatica's ``.ASPXAUTH`` authenticates, its
+    ``ASP.NET_SessionId`` carries the server-side session). ``logout`` builds the
+    request that ends the session: :meth:`close` sends it when the sink stops, because
+    platforms count open API sessions against a licence limit (Acumatica: until an
+    idle timeout of about 20 minutes). Sessions are per process, so a plain lock
+    suffices.
     """
 
     can_refresh = True
@@ -847,10 +877,13 @@ class SessionAuth(Authenticator):
         header: str | None = None,
         prefix: str = "",
         cookie: str | None = None,
+        logout: Callable[[], PlatformRequest] | None = None,
         platform: str = "",
     ) -> None:
         if (header is None) == (cookie is None):
             raise ValueError("give exactly one of header / cookie")
+        self._logout = logout
+        self._jar: dict[str, str] = {}
         self._login = login
         self._parse = parse_session
         self._header = header
@@ -869,6 +902,16 @@ class SessionAuth(Authenticator):
     def needs_refresh(self) -> bool:
         return self._session is None
 
+    def refresh_if_needed(self, send: Transport) -> None:
+        """Log in if no session is held. The generation is read with the check, under
+        the lock: read after waiting for another lane's login, it would name that new
+        session as stale and log in a second time (one more licence seat held)."""
+        with self._lock:
+            if self._session is not None:
+                return
+            stale = self._generation
+        self.refresh(send, stale_generation=stale)
+
     def apply(self, request: httpx.Request) -> int:
         with self._lock:
             session, generation = self._session, self._generation
@@ -877,9 +920,40 @@ class SessionAuth(Authenticator):
             if self._header is not None:
                 request.headers[self._header] = f"{self._prefix}{value}"
             else:
-                jar = httpx.Cookies({self._cookie or "": value})
-                jar.set_cookie_header(request)
+                request.headers["Cookie"] = self._cookie_header(value)
         return generation
+
+    def _cookie_header(self, session: str) -> str:
+        jar = {**self._jar, self._cookie or "": session}
+        return "; ".join(f"{name}={value}" for name, value in jar.items())
+
+    def close(self, send: Transport) -> None:
+        """Log out (best effort: the sink is stopping; a failure is logged)."""
+        if self._logout is None:
+            return
+        with self._lock:
+            session, self._session = self._session, None
+            jar, self._jar = self._jar, {}
+            self._generation += 1
+        if session is None:
+            return
+        request = self._logout()
+        value = session.get_secret_value()
+        headers = dict(request.headers)
+        if self._header is not None:
+            headers[self._header] = f"{self._prefix}{value}"
+        else:
+            headers["Cookie"] = "; ".join(
+                f"{name}={v}" for name, v in {**jar, self._cookie or "": value}.items())
+        try:
+            response = send(replace(request, headers=headers))
+        except SinkError as exc:
+            log.warning("%s: logout failed (%s); the session lapses on its own",
+                        self._platform, exc)
+            return
+        if not response.ok:
+            log.warning("%s: logout answered HTTP %s; the session lapses on its own",
+                        self._platform, response.status)
 
     def refresh(self, send: Transport, *, stale_generation: int) -> None:
         with self._lock:
@@ -898,4 +972,9 @@ class SessionAuth(Authenticator):
             session = self._parse(response)
             register_secret(session)
             self._session = SecretStr(session)
+            if self._cookie is not None:
+                self._jar = {name: value for name, value in response_cookies(response).items()
+                             if name != self._cookie}
+                for value in self._jar.values():
+                    register_secret(value)
             self._generation += 1

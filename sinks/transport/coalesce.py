@@ -73,6 +73,12 @@ class Coalescer:
         self.batches = 0
         self.items = 0
 
+    def close(self) -> None:
+        """Close the wrapped transport (see ``HttpExecutor.close``)."""
+        close = getattr(self.send, "close", None)
+        if close is not None:
+            close()
+
     def __call__(self, request: PlatformRequest) -> PlatformResponse:
         if not self.codec.accepts(request):
             return self.send(request)

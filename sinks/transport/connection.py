@@ -238,7 +238,7 @@ def _intacct_session(auth: AuthConfig, *, tenant_id: str, platform: str) -> Auth
 
 def _acumatica_session(auth: AuthConfig, *, tenant_id: str, platform: str) -> Authenticator:
     """Acumatica: ``POST {instance}/entity/auth/login``; the ``.ASPXAUTH`` cookie."""
-    from sinks.platforms.acumatica import AcumaticaSettings, login_request
+    from sinks.platforms.acumatica import AcumaticaSettings, login_request, logout_request
     from sinks.transport.auth import SessionAuth
     from sinks.transport.redact import register_secret
     from sinks.transport.session_rest import session_cookie
@@ -250,7 +250,7 @@ def _acumatica_session(auth: AuthConfig, *, tenant_id: str, platform: str) -> Au
     return SessionAuth(
         login=lambda: login_request(settings, user, password.get_secret_value()),
         parse_session=lambda response: session_cookie(response, ".ASPXAUTH"),
-        cookie=".ASPXAUTH", platform=platform)
+        cookie=".ASPXAUTH", logout=lambda: logout_request(settings), platform=platform)
 
 
 #: Session factories by platform name, for platforms whose package exposes none.

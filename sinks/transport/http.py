@@ -192,6 +192,12 @@ class HttpExecutor:
     def __call__(self, request: PlatformRequest) -> PlatformResponse:
         return self.send(request)
 
+    def close(self) -> None:
+        """End the tenant's login session, if its authenticator holds one (the sink is
+        stopping). The httpx client stays open: it may be shared."""
+        if self.auth is not None:
+            self.auth.close(self.send_once)
+
     # ------------------------------------------------------------------ public
 
     def send(self, request: PlatformRequest) -> PlatformResponse:

@@ -76,6 +76,7 @@ def test_every_platform_agrees_with_the_crm(endpoints: Endpoints) -> None:
     with Pipeline(config) as pipeline:
         result = pipeline.run()
         assignment = dict(pipeline.assignment)
+        acumatica = pipeline.sandboxes["acumatica"].sandbox
 
     by_reason = Counter(f"{assignment.get(str(d.tenant_id))}: {d.error_class}: "
                         f"{d.reason[:120]}" for d in result.dead_letters)
@@ -90,6 +91,9 @@ def test_every_platform_agrees_with_the_crm(endpoints: Endpoints) -> None:
         print(f"  dead letter x{count}: {reason}")
 
     assert set(result.platforms) == set(PLATFORMS)
+    # the Acumatica sink sent both login cookies (the served sandbox requires them) and
+    # logged out of every session when it stopped: none is left counting on the licence
+    assert getattr(acumatica, "logouts", 0) >= 1 and not getattr(acumatica, "sessions", None)
     for platform in result.platforms.values():
         assert platform.tenants, platform
         assert platform.entries > 0 and platform.documents > 0, platform
