@@ -101,9 +101,15 @@ class Authenticator(ABC):
         return False
 
     def refresh_if_needed(self, send: Transport) -> None:
-        """Renew a missing or expiring credential before it is used."""
+        """Renew a missing or expiring credential before it is used.
+
+        The generation is read *before* the check: read after it, it could be that of
+        a credential another lane renewed while this one waited for the lock, which
+        :meth:`refresh` would then take for stale and renew again (for a login session,
+        one more licence seat held)."""
+        stale = self.generation
         if self.needs_refresh():
-            self.refresh(send, stale_generation=self.generation)
+            self.refresh(send, stale_generation=stale)
 
     def refresh(self, send: Transport, *, stale_generation: int) -> bool | None:
         """Renew the credential of generation ``stale_generation`` using ``send``.
@@ -901,16 +907,6 @@ class SessionAuth(Authenticator):
 
     def needs_refresh(self) -> bool:
         return self._session is None
-
-    def refresh_if_needed(self, send: Transport) -> None:
-        """Log in if no session is held. The generation is read with the check, under
-        the lock: read after waiting for another lane's login, it would name that new
-        session as stale and log in a second time (one more licence seat held)."""
-        with self._lock:
-            if self._session is not None:
-                return
-            stale = self._generation
-        self.refresh(send, stale_generation=stale)
 
     def apply(self, request: httpx.Request) -> int:
         with self._lock:
