@@ -75,6 +75,10 @@ def _money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value / 1000:,.1f} s"
+
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} ms"
 
@@ -113,13 +117,16 @@ def summary_renderable(result: PipelineResult, error: str | None = None) -> Rend
         f"missing {result.missing}")
     platforms = Table(title="documents per platform", title_justify="left")
     for column in ("platform", "tenants", "entries", "applied", "dead-lettered", "documents",
-                   "payments", "duplicates", "missing", "sink restarts"):
+                   "payments", "duplicates", "missing", "sink restarts", "latency p50 / p99"):
         platforms.add_column(column, justify="left" if column == "platform" else "right")
     for p in result.platforms.values():
         applied = p.sync_log.get("applied", 0) + p.sync_log.get("already_applied", 0)
+        latency = (f"{_seconds(result.latency_ms(0.5, platform=p.platform))} / "
+                   f"{_seconds(result.latency_ms(0.99, platform=p.platform))}")
         platforms.add_row(p.platform, str(len(p.tenants)), str(p.entries), str(applied),
                           str(p.sync_log.get("dead_lettered", 0)), str(p.documents),
-                          str(p.payments), str(p.duplicates), str(p.missing), str(p.restarts))
+                          str(p.payments), str(p.duplicates), str(p.missing), str(p.restarts),
+                          latency)
     tenants = Table(title="CRM vs sandbox, per tenant", title_justify="left")
     for column in ("tenant", "platform", "CRM invoices", "sandbox invoices",
                    "CRM outstanding", "sandbox outstanding", "books"):

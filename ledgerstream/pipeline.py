@@ -83,6 +83,17 @@ TERMINAL = ("applied", "already_applied", "dead_lettered")
 ZERO = Decimal("0.00")
 
 
+def quantile_of(values: list[float], quantile: float) -> float | None:
+    """The ``quantile`` (0-1) of ``values`` (inclusive method), None when empty."""
+    data = sorted(values)
+    if not data:
+        return None
+    if len(data) == 1:
+        return data[0]
+    cuts = statistics.quantiles(data, n=100, method="inclusive")
+    return cuts[max(0, min(98, round(quantile * 100) - 1))]
+
+
 class PipelineError(RuntimeError):
     """The pipeline could not be run (a process died, a timeout), as opposed to the
     books disagreeing, which is a result."""
@@ -206,6 +217,9 @@ class PipelineResult:
     dead_lettered_keys: dict[str, set[str]] = field(default_factory=dict)
     #: tenant → the platform its books are kept on.
     assignment: dict[str, str] = field(default_factory=dict)
+    #: ``latencies_ms`` split by platform: each sink paces its writes to its platform's
+    #: rate limit (60 a minute for Xero, Odoo, Reckon One), which the overall figure hides.
+    latencies_by_platform: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -223,17 +237,18 @@ class PipelineResult:
                 if d.what == "missing"
                 and d.key not in self.dead_lettered_keys.get(t.tenant_id, set())]
 
-    def latency_ms(self, quantile: float, *, processor_only: bool = False) -> float | None:
+    def latency_ms(self, quantile: float, *, processor_only: bool = False,
+                   platform: str | None = None) -> float | None:
         """End-to-end (``occurred_at`` → the platform answered the write, as the sink
-        sync log records it) or, with ``processor_only``,
-        up to the ledger entry in Kafka."""
-        data = sorted(self.processor_latencies_ms if processor_only else self.latencies_ms)
-        if not data:
-            return None
-        if len(data) == 1:
-            return data[0]
-        cuts = statistics.quantiles(data, n=100, method="inclusive")
-        return cuts[max(0, min(98, round(quantile * 100) - 1))]
+        sync log records it; of one ``platform``'s writes, or all) or, with
+        ``processor_only``, up to the ledger entry in Kafka."""
+        if processor_only:
+            data = self.processor_latencies_ms
+        elif platform is not None:
+            data = self.latencies_by_platform.get(platform, [])
+        else:
+            data = self.latencies_ms
+        return quantile_of(data, quantile)
 
     @property
     def dead_letter_reasons(self) -> Counter[str]:
@@ -662,6 +677,7 @@ class Pipeline:
         tenants: dict[str, TenantResult] = {}
         platforms: dict[str, PlatformResult] = {}
         latencies: list[float] = []
+        by_platform: dict[str, list[float]] = {}
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             id_rows = conn.execute(
                 "SELECT platform, tenant_id, kind, crm_id, external_id FROM sink_external_ids"
@@ -690,7 +706,9 @@ class Pipeline:
             status_counts.setdefault(str(platform), Counter())[str(status)] += 1
             occurred = entries.get((str(tenant), str(event_id)))
             if occurred is not None and status in ("applied", "already_applied"):
-                latencies.append((created_at - occurred).total_seconds() * 1000)
+                latency = (created_at - occurred).total_seconds() * 1000
+                latencies.append(latency)
+                by_platform.setdefault(str(platform), []).append(latency)
         crm_db = {str(t): (int(n), Decimal(total).quantize(Decimal("0.01")))
                   for t, n, total in crm_rows}
         for tenant_id, platform in sorted(self.assignment.items()):
@@ -744,7 +762,7 @@ class Pipeline:
             unprocessed_events=len(expected_ids - set(entries) - lettered),
             errors=list(self.reader.errors), dead_lettered_keys=dead_keys,
             processor_latencies_ms=list(self.reader.processed_ms),
-            assignment=dict(self.assignment))
+            assignment=dict(self.assignment), latencies_by_platform=by_platform)
 
     # -- all of it -----------------------------------------------------------------------
 

@@ -91,3 +91,14 @@ def test_a_lost_document_fails_the_run_even_beside_a_documented_limitation() -> 
     run = result([tenant("t1", "business-central", PAYMENT_MISSING, lost)],
                  [letter("t1", "UnsupportedEventError", TIP)], {"t1": {"payment:pay-21"}})
     assert run.unexplained_missing == [lost] and not run.ok
+
+
+def test_latency_is_reported_per_platform_too() -> None:
+    run = result([tenant("t1", "xero"), tenant("t2", "quickbooks-online")], [])
+    run.latencies_ms = [100.0, 200.0, 30_000.0, 60_000.0]
+    run.latencies_by_platform = {"quickbooks-online": [100.0, 200.0],
+                                 "xero": [30_000.0, 60_000.0]}
+    assert run.latency_ms(0.5, platform="quickbooks-online") == 150.0
+    assert run.latency_ms(0.5, platform="xero") == 45_000.0
+    assert run.latency_ms(0.5, platform="odoo") is None
+    assert run.latency_ms(0.5) == 15_100.0
