@@ -79,8 +79,10 @@ integration tests and the report in ``bench/RESULTS.md``):
    (their transaction was begun empty after the last commit and simply continues).
    ``tests/stream_processors/test_integration.py::
    test_rebalances_inside_a_running_worker_lose_and_repeat_nothing`` drives two such
-   rebalances; one of its first runs (before the watchdog could see it) stalled one
-   input partition after the second rebalance, cause not pinned down.
+   rebalances; one of its first runs (before the watchdog looked for it) stalled one
+   input partition after the second rebalance: its events were processed (the
+   worker logged some of them) but its committed offset stayed where it was before
+   the partition moved away and back — a commit stall, cause not pinned down.
 9. Defence in depth, :mod:`.watchdog`: an input partition that has records but
    delivered none for 15 s, or whose committed offset was never acked while later
    offsets were, is logged with faust's and aiokafka's view of it and re-seeked to
