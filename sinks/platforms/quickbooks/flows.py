@@ -258,9 +258,11 @@ def _name_holder(run: Run, response: PlatformResponse, customer: Customer
     return None
 
 
-def create_customer(run: Run, customer: Customer) -> Flow[dict[str, Any]]:
+def create_customer(run: Run, customer: Customer) -> Flow[tuple[dict[str, Any], bool]]:
     """Create; a taken DisplayName is either ours already (adopted) or someone
-    else's (retried once with the CRM id appended)."""
+    else's (retried once with the CRM id appended). Returns the record and whether it
+    was created now from ``customer`` (False: adopted, written by an earlier attempt,
+    perhaps from an older snapshot)."""
     body = qmap.customer_body(customer, run.notes)
     step = f"customer:{customer.id}"
     response = yield from write(run, "Customer", body, "create customer", step)
@@ -269,13 +271,13 @@ def create_customer(run: Run, customer: Customer) -> Flow[dict[str, Any]]:
             break
         ours = yield from _name_holder(run, response, customer)
         if ours is not None:
-            return ours
+            return ours, False
         if retry is None:
             break
         body["DisplayName"] = qmap.disambiguated_name(customer, run.notes)
         response = yield from write(run, "Customer", body, "create customer", retry)
     _raise_for(response)
-    return dict(response.json()["Customer"])
+    return dict(response.json()["Customer"]), True
 
 
 def ensure_customer(run: Run, crm_id: str) -> Flow[str]:
@@ -285,19 +287,24 @@ def ensure_customer(run: Run, crm_id: str) -> Flow[str]:
     known = run.known(key)
     if known:
         return known
-    customer = _customer_snapshot(run, crm_id)
+    record, _ = yield from _found_or_created(run, _customer_snapshot(run, crm_id))
+    run.related[key] = str(record["Id"])
+    return str(record["Id"])
+
+
+def _found_or_created(run: Run, customer: Customer) -> Flow[tuple[dict[str, Any], bool]]:
+    """The tenant's matching customer (reactivated if QuickBooks had it inactive), else
+    a new one; and whether it was just created from ``customer``."""
     record = yield from find_customer(run, customer)
     if record is not None:
         if not record.get("Active", True):
             yield from reactivate(run, record, customer)
-    elif run.mapping.customer_matching.create_missing:
-        record = yield from create_customer(run, customer)
-    else:
-        raise ConfigurationError(
-            f"customer {crm_id} matches no QuickBooks customer and the tenant does not "
-            f"create missing ones (mapping.customer_matching.create_missing)", platform=NAME)
-    run.related[key] = str(record["Id"])
-    return str(record["Id"])
+        return record, False
+    if run.mapping.customer_matching.create_missing:
+        return (yield from create_customer(run, customer))
+    raise ConfigurationError(
+        f"customer {customer.id} matches no QuickBooks customer and the tenant does not "
+        f"create missing ones (mapping.customer_matching.create_missing)", platform=NAME)
 
 
 def customer_flow(run: Run) -> Flow[WriteResult]:
@@ -312,9 +319,12 @@ def customer_flow(run: Run) -> Flow[WriteResult]:
         return run.result(record)
     customer = _customer_snapshot(run, event.aggregate_id)
     if not known:
-        created_or_found = yield from ensure_customer(run, customer.id)
-        run.related.pop(key, None)  # it is this event's own document
-        known = created_or_found
+        record, created = yield from _found_or_created(run, customer)
+        if created:
+            # written from this very snapshot a moment ago: a read and a sparse update
+            # of the same fields would only cost two more calls of the tenant's budget
+            return run.result(record)
+        known = str(record["Id"])
     body = qmap.customer_body(customer, run.notes)
     try:
         record = yield from update(run, "Customer", known, key, body, "update customer",

@@ -249,3 +249,22 @@ def test_refund_without_the_original_payment_is_a_missing_reference() -> None:
     with pytest.raises(ReferenceMissingError, match="pay9 was never written"):
         books.write(story.entries[0])
     assert not [r for r in books.transport.sent if r.method == "POST"]
+
+
+def test_a_new_customer_costs_a_lookup_and_a_create() -> None:
+    """customer.created: find by the tenant's rules, create — no read-back and sparse
+    update of what was just written (two more calls of the tenant's budget each)."""
+    sandbox, books = _books()
+    story = Story()
+    story.customer(sample_customer("c1"))
+    books.write(story.entries[0])
+    steps = [(r.method, r.purpose) for r in books.transport.sent]
+    # a query per matching rule that applies (e-mail, display name), then the create
+    assert steps[-1] == ("POST", "create customer") and len(steps) >= 2
+    assert set(steps[:-1]) == {("GET", "find customer")}
+    realm = str(books.tenant.settings["realm_id"])
+    with sandbox.lock:
+        record = sandbox.realm(realm).entities["Customer"][books.ids["customer:c1"]]
+    assert record["DisplayName"] == mapping.customer_body(sample_customer("c1"),
+                                                          Notes())["DisplayName"]
+    assert books.results[-1].external_id == books.ids["customer:c1"]
