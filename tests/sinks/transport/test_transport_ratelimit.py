@@ -85,11 +85,10 @@ def test_refused_request_spends_nothing() -> None:
 
 
 @settings(max_examples=50)
-@given(st.lists(st.floats(min_value=0, max_value=3), min_size=1, max_size=300))
-def test_no_rolling_window_ever_exceeds_its_limit(gaps: list[float]) -> None:
-    """The property platforms enforce: in ANY window of ``seconds``, at most ``limit``."""
-    window = RateWindow(10, 2)
-    policy = RateLimitPolicy((window,))
+def assert_no_window_exceeds(policy: RateLimitPolicy, window: RateWindow,
+                             gaps: list[float]) -> None:
+    """Take a token after each gap; no rolling ``window`` may hold more grants than
+    its limit."""
     state, now, grants = BucketState(refilled_at=0.0), 0.0, []
     for gap in gaps:
         now += gap
@@ -99,6 +98,14 @@ def test_no_rolling_window_ever_exceeds_its_limit(gaps: list[float]) -> None:
     for i, start in enumerate(grants):
         inside = [t for t in grants[i:] if t < start + window.seconds]
         assert len(inside) <= window.limit
+
+
+@given(st.lists(st.floats(min_value=0, max_value=3), min_size=1, max_size=300))
+def test_no_rolling_window_ever_exceeds_its_limit(gaps: list[float]) -> None:
+    """The property platforms enforce: in ANY window of ``seconds``, at most ``limit``."""
+    window = RateWindow(10, 2)
+    policy = RateLimitPolicy((window,))
+    assert_no_window_exceeds(policy, window, gaps)
 
 
 @settings(max_examples=50)
@@ -113,15 +120,7 @@ def test_a_burst_never_lets_a_rolling_window_exceed_its_limit(gaps: list[float])
         burst, wait = take(policy, burst, now)
         assert wait == 0
     assert take(policy, burst, now)[1] > 0
-    state, now, grants = BucketState(refilled_at=0.0), 0.0, []
-    for gap in gaps:
-        now += gap
-        state, wait = take(policy, state, now)
-        if wait == 0:
-            grants.append(now)
-    for i, start in enumerate(grants):
-        inside = [t for t in grants[i:] if t < start + window.seconds]
-        assert len(inside) <= window.limit
+    assert_no_window_exceeds(policy, window, gaps)
 
 
 def test_burst_then_paced_at_what_is_left_of_the_limit() -> None:
