@@ -136,9 +136,11 @@ class LedgerProcessor:
             producer_linger=settings.producer_linger_ms / 1000.0,
             broker_max_poll_records=settings.max_poll_records,
             # faust pauses a partition whose stream buffer is "under pressure" and
-            # relies on a pressure-drop callback to resume it; with one agent over
-            # 36 partitions we saw a partition never resumed (its commits stalled for
-            # good). A buffer far above the poll size keeps that path cold.
+            # relies on a pressure-drop callback to resume it; a buffer far above the
+            # poll size keeps that path cold. (A partition whose commits stalled for
+            # good was first blamed on it; the cause found later is the queue clearing
+            # at the end of a recovery, eos.py point 6, and the watchdog catches any
+            # other stall.)
             stream_buffer_maxsize=max(100_000, settings.max_poll_records * 50),
             topic_disable_leader=True,
             topic_allow_declare=True,
