@@ -130,7 +130,15 @@ def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
         return stop_after_docs is not None and runner.processed >= stop_after_docs
 
     runner.run(until=done, max_idle_s=30)
-    return time.monotonic() - started, runner.processed
+    seconds = time.monotonic() - started
+    coalescers = [t for t in getattr(runner.transport_for, "executors", {}).values()
+                  if hasattr(t, "batches")]
+    if coalescers:
+        batches = sum(c.batches for c in coalescers)
+        items = sum(c.items for c in coalescers)
+        print(f"{platform}: {batches} batches carrying {items} requests "
+              f"({items / max(batches, 1):.1f} each)")
+    return seconds, runner.processed
 
 
 def raw_httpx(url_prefix: str, token: str, n: int, threads: int = 1) -> float:
@@ -194,6 +202,47 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class ThreadCpu:
+    """CPU seconds per thread name of this process over a run (from /proc, sampled
+    every 0.1 s so threads that end before the run does are counted too)."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, tuple[str, float]] = {}
+        self.first: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._sample()
+        self.first = {tid: cpu for tid, (_, cpu) in self.last.items()}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        python_names = {t.native_id: t.name for t in threading.enumerate()}
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                name, _, rest = (task / "stat").read_text().partition(" (")[2].rpartition(")")
+                fields = rest.split()
+                tid = int(task.name)
+                name = python_names.get(tid) or self.last.get(tid, (name, 0.0))[0]
+                self.last[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+            except (OSError, ValueError):
+                continue
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        by_name: dict[str, float] = {}
+        for tid, (name, cpu) in self.last.items():
+            group = name.rstrip("0123456789_")
+            by_name[group] = by_name.get(group, 0.0) + cpu - self.first.get(tid, 0.0)
+        return dict(sorted(by_name.items(), key=lambda item: -item[1]))
+
+
 def start_profile(out: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling this process (threads holding the GIL: CPU, not waits) until
     :func:`stop_profile`; it does not pause the process to sample."""
@@ -229,11 +278,16 @@ def main() -> None:
     parser.add_argument("--batch-budget", type=float, default=60.0,
                         help="the sink's batch_time_budget_s (default as in production)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--modes", default="single,batch",
+                        help="unthrottled sink runs: 'single' (one request per call), "
+                             "'batch' (coalesced into /batch), or both")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to bench/RESULTS.md (trial runs)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="sample the unthrottled sink runs (only them) with py-spy "
                              "(GIL holder, raw collapsed stacks) into PREFIX-<run>.txt")
+    parser.add_argument("--threads", action="store_true",
+                        help="print the sink's CPU per document by thread name")
     parser.add_argument("--warmup", type=float, default=30.0,
                         help="seconds of each throttled run left out of the steady share")
     args = parser.parse_args()
@@ -263,7 +317,8 @@ def main() -> None:
         n = args.documents
         rows = []
         first_sandbox: dict = {}
-        for coalesce in (() if args.skip_unthrottled else (False, True)):
+        modes = [] if args.skip_unthrottled else args.modes.split(",")
+        for coalesce in [mode == "batch" for mode in ("single", "batch") if mode in modes]:
             tenants = [f"b{i}{'c' if coalesce else ''}" for i in range(1, 5)]
             proc, info_ = serve_sandbox("quickbooks-online", True, dsn, key, tenants)
             procs.append(proc)
@@ -274,6 +329,7 @@ def main() -> None:
             calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
             spy = None if args.profile is None else start_profile(
                 Path(f"{args.profile}-{'batch' if coalesce else 'single'}.txt"))
+            threads = ThreadCpu() if args.threads else None
             cpu_sink, cpu_box = cpu_seconds(), cpu_seconds(proc.pid)
             seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix,
                                      dsn, stop_after_docs=n, lifted_limits=True,
@@ -282,6 +338,10 @@ def main() -> None:
             cpu_sink, cpu_box = cpu_seconds() - cpu_sink, cpu_seconds(proc.pid) - cpu_box
             if spy is not None:
                 stop_profile(spy)
+            if threads is not None:
+                print(f"CPU ms/doc by thread ({'batch' if coalesce else 'single'}): "
+                      + ", ".join(f"{name} {1000 * cpu / docs:.2f}"
+                                  for name, cpu in threads.stop().items() if cpu > 0))
             how = "requests coalesced into /batch" if coalesce else "one request per call"
             rows.append(f"| sink, bookkeeping included, concurrency {args.concurrency}, {how}"
                         f" ({calls:.0f} HTTP requests) | {docs} | {seconds:.1f} "

@@ -122,7 +122,8 @@ def build_runner(
             platform=platform, tenant_id=tenant_id, connection=connection, limiter=limiter,
             tokens=tokens, settings=transport_settings, transport=http_transport)
         codec = platform.batch_codec() if settings.coalesce else None
-        return Coalescer(executor, codec) if codec is not None else executor
+        return (Coalescer(executor, codec, linger_s=settings.coalesce_linger_s)
+                if codec is not None else executor)
 
     transport_for = TenantTransports(build)
 

@@ -6,7 +6,10 @@ batch endpoint (QuickBooks ``/batch``), those requests can travel together: the 
 waiting lane becomes the sender, takes what has queued up (up to the platform's batch
 size), sends it as one request through the tenant's executor (auth, rate budget,
 retries) and hands every lane its own response; the lanes never notice. A lone request
-is sent as itself.
+is sent as itself. The sender may wait ``linger_s`` for more requests before sending
+a batch that is not full (as a Kafka producer's ``linger.ms``): on a busy sink the
+lanes answered by one batch come back a moment apart, and without the wait the first
+of them would leave alone, one HTTP request each.
 
 Why this keeps the runner's guarantees: each lane still has one request in flight and
 sees its responses in order, so a flow's steps stay ordered; the items of one batch
@@ -60,14 +63,18 @@ class Coalescer:
     """A :data:`Transport` over ``send`` that batches concurrent batchable requests.
 
     At most ``senders`` batches are in flight at once; requests arriving meanwhile queue
-    up and leave together in the next batch.
+    up and leave together in the next batch, which leaves when it is full or when the
+    sender has waited ``linger_s`` for it to fill.
     """
 
-    def __init__(self, send: Transport, codec: BatchCodec, *, senders: int = 1) -> None:
+    def __init__(self, send: Transport, codec: BatchCodec, *, senders: int = 1,
+                 linger_s: float = 0.0) -> None:
         self.send = send
         self.codec = codec
         self.senders = max(1, senders)
+        self.linger_s = linger_s
         self._lock = threading.Lock()
+        self._full = threading.Condition(self._lock)
         self._queue: list[_Waiting] = []
         self._active = 0
         self.batches = 0
@@ -85,6 +92,8 @@ class Coalescer:
         me = _Waiting(request)
         with self._lock:
             self._queue.append(me)
+            if len(self._queue) >= self.codec.max_items:
+                self._full.notify()
             lead = self._active < self.senders
             if lead:
                 self._active += 1
@@ -104,6 +113,9 @@ class Coalescer:
                 if not self._queue or (me.done.is_set() and self._active > 1):
                     self._active -= 1
                     return
+                if self.linger_s > 0:
+                    self._full.wait_for(lambda: len(self._queue) >= self.codec.max_items,
+                                        self.linger_s)
                 taken = self._queue[:self.codec.max_items]
                 del self._queue[:len(taken)]
             self._send(taken)

@@ -96,3 +96,55 @@ def test_nothing_is_left_waiting(threads: int) -> None:
     with ThreadPoolExecutor(threads) as pool:
         answers = list(pool.map(lambda n: coalescer(item(n)).json()["echo"], range(40)))
     assert answers == list(range(40))
+
+
+def _staggered(coalescer: Coalescer, gap_s: float, n: int = 2) -> list[int]:
+    """``n`` requests, each started ``gap_s`` after the previous one."""
+    answers: dict[int, int] = {}
+
+    def call(k: int) -> None:
+        answers[k] = coalescer(item(k)).json()["echo"]
+
+    threads = []
+    for k in range(n):
+        threads.append(threading.Thread(target=call, args=(k,)))
+        threads[-1].start()
+        time.sleep(gap_s)
+    for thread in threads:
+        thread.join()
+    return [answers[k] for k in range(n)]
+
+
+def test_without_linger_a_request_just_after_another_travels_alone() -> None:
+    api = Api()
+    coalescer = Coalescer(api, Codec())
+    assert _staggered(coalescer, 0.01) == [0, 1]
+    assert [r.path for r in api.sent] == ["/item", "/item"]
+
+
+def test_linger_lets_a_request_that_arrives_shortly_after_join_the_batch() -> None:
+    api = Api()
+    coalescer = Coalescer(api, Codec(), linger_s=0.2)
+    assert _staggered(coalescer, 0.01) == [0, 1]
+    assert [r.path for r in api.sent] == ["/batch"] and api.sent[0].json == [0, 1]
+
+
+def test_a_full_batch_does_not_wait_for_the_linger() -> None:
+    api = Api()
+    coalescer = Coalescer(api, Codec(), linger_s=30.0)
+    started = time.monotonic()
+    with ThreadPoolExecutor(Codec.max_items) as pool:
+        answers = list(pool.map(lambda n: coalescer(item(n)).json()["echo"],
+                                range(Codec.max_items)))
+    assert answers == list(range(Codec.max_items))
+    assert time.monotonic() - started < 5.0
+    assert [len(r.json) for r in api.sent] == [Codec.max_items]
+
+
+def test_a_lone_request_waits_no_longer_than_the_linger() -> None:
+    api = Api()
+    coalescer = Coalescer(api, Codec(), linger_s=0.2)
+    started = time.monotonic()
+    assert coalescer(item(3)).json() == {"echo": 3}
+    assert 0.2 <= time.monotonic() - started < 2.0
+    assert [r.path for r in api.sent] == ["/item"]
