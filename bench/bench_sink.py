@@ -209,9 +209,12 @@ class ThreadCpu:
     def __init__(self) -> None:
         self.last: dict[int, tuple[str, float]] = {}
         self.first: dict[int, float] = {}
+        self.system: dict[int, float] = {}  # tid -> system CPU seconds, last seen
+        self.first_system: dict[int, float] = {}
         self._stop = threading.Event()
         self._sample()
         self.first = {tid: cpu for tid, (_, cpu) in self.last.items()}
+        self.first_system = dict(self.system)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -225,6 +228,7 @@ class ThreadCpu:
                 tid = int(task.name)
                 name = python_names.get(tid) or self.last.get(tid, (name, 0.0))[0]
                 self.last[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+                self.system[tid] = int(fields[12]) / tick
             except (OSError, ValueError):
                 continue
 
@@ -240,14 +244,19 @@ class ThreadCpu:
         for tid, (name, cpu) in self.last.items():
             group = name.rstrip("0123456789_")
             by_name[group] = by_name.get(group, 0.0) + cpu - self.first.get(tid, 0.0)
+        by_name["(of all: system)"] = sum(cpu - self.first_system.get(tid, 0.0)
+                                          for tid, cpu in self.system.items())
         return dict(sorted(by_name.items(), key=lambda item: -item[1]))
 
 
-def start_profile(out: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling this process (threads holding the GIL: CPU, not waits) until
-    :func:`stop_profile`; it does not pause the process to sample."""
+def start_profile(out: Path, gil: bool = True, pid: int | None = None
+                  ) -> subprocess.Popen[bytes]:
+    """py-spy sampling this process until :func:`stop_profile` (threads holding the GIL,
+    or with ``gil=False`` every thread py-spy sees running); it does not pause the
+    process to sample."""
     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
-                            "--pid", str(os.getpid()), "--gil", "--nonblocking",
+                            "--pid", str(pid or os.getpid()), *(["--gil"] if gil else []),
+                            "--nonblocking",
                             "--rate", "250", "--format", "raw", "--output", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the run starts
@@ -286,6 +295,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None,
                         help="sample the unthrottled sink runs (only them) with py-spy "
                              "(GIL holder, raw collapsed stacks) into PREFIX-<run>.txt")
+    parser.add_argument("--profile-running", action="store_true",
+                        help="with --profile: sample every running thread, not only the "
+                             "GIL holder")
     parser.add_argument("--threads", action="store_true",
                         help="print the sink's CPU per document by thread name")
     parser.add_argument("--warmup", type=float, default=30.0,
@@ -328,7 +340,11 @@ def main() -> None:
                              topics.ledger_entries, tenants, n)
             calls_before = counter("ledgerstream_sink_api_latency_seconds_count")
             spy = None if args.profile is None else start_profile(
-                Path(f"{args.profile}-{'batch' if coalesce else 'single'}.txt"))
+                Path(f"{args.profile}-{'batch' if coalesce else 'single'}.txt"),
+                gil=not args.profile_running)
+            box_spy = None if args.profile is None else start_profile(
+                Path(f"{args.profile}-sandbox-{'batch' if coalesce else 'single'}.txt"),
+                pid=proc.pid)
             threads = ThreadCpu() if args.threads else None
             cpu_sink, cpu_box = cpu_seconds(), cpu_seconds(proc.pid)
             seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix,
@@ -338,6 +354,8 @@ def main() -> None:
             cpu_sink, cpu_box = cpu_seconds() - cpu_sink, cpu_seconds(proc.pid) - cpu_box
             if spy is not None:
                 stop_profile(spy)
+            if box_spy is not None:
+                stop_profile(box_spy)
             if threads is not None:
                 print(f"CPU ms/doc by thread ({'batch' if coalesce else 'single'}): "
                       + ", ".join(f"{name} {1000 * cpu / docs:.2f}"

@@ -17,9 +17,12 @@ followed. Anything else raises :class:`QueryError` (QBO's QueryParserError).
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 MAX_RESULTS = 1000
@@ -150,28 +153,58 @@ def _get(record: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         if not isinstance(value, dict):
             return None
-        value = next((v for k, v in value.items() if k.lower() == part.lower()), None)
+        if part in value:  # the usual spelling: no scan of every key
+            value = value[part]
+        else:
+            lowered = part.lower()
+            value = next((v for k, v in value.items() if k.lower() == lowered), None)
     if isinstance(value, dict) and "value" in value:
         value = value["value"]
     return value
 
 
-def _compare(left: Any, op: str, right: str) -> bool:
-    if left is None:
-        return op == "!="
-    if isinstance(left, bool):
-        left_s = "true" if left else "false"
-        return (left_s == right.lower()) == (op == "=") if op in ("=", "!=") else False
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le, ">=": operator.ge}
+
+
+@lru_cache(maxsize=4096)
+def _comparator(op: str, right: str) -> Callable[[Any], bool]:
+    """``left -> bool`` for ``<left> <op> '<right>'``: numbers compare as numbers when
+    both sides are numbers, anything else as case-insensitive text. What depends only
+    on the literal (its number, its lower case, a ``like`` pattern) is worked out once
+    per query instead of once per record: a query scans every record of the realm."""
     if op == "like":
-        pattern = "^" + ".*".join(re.escape(p) for p in right.split("%")) + "$"
-        return re.match(pattern, str(left), re.IGNORECASE) is not None
+        pattern = re.compile("^" + ".*".join(re.escape(p) for p in right.split("%")) + "$",
+                             re.IGNORECASE)
     try:
-        lhs: Any = Decimal(str(left))
-        rhs: Any = Decimal(right)
+        number: Decimal | None = Decimal(right)
     except InvalidOperation:
-        lhs, rhs = str(left).lower(), right.lower()
-    return {"=": lhs == rhs, "!=": lhs != rhs, "<": lhs < rhs, ">": lhs > rhs,
-            "<=": lhs <= rhs, ">=": lhs >= rhs}[op]
+        number = None
+    text = right.lower()
+    order = _ORDER.get(op)
+
+    def check(left: Any) -> bool:
+        if left is None:
+            return op == "!="
+        if isinstance(left, bool):
+            left_s = "true" if left else "false"
+            return (left_s == text) == (op == "=") if op in ("=", "!=") else False
+        if op == "like":
+            return pattern.match(str(left)) is not None
+        assert order is not None, op
+        if number is not None:
+            try:
+                return order(Decimal(str(left)), number)
+            except InvalidOperation:
+                pass
+        return order(str(left).lower(), text)
+
+    return check
+
+
+def _compare(left: Any, op: str, right: str) -> bool:
+    return _comparator(op, right)(left)
 
 
 def matches(record: dict[str, Any], condition: Condition) -> bool:
@@ -181,9 +214,36 @@ def matches(record: dict[str, Any], condition: Condition) -> bool:
     return _compare(value, condition.op, condition.values[0])
 
 
+def _predicate(condition: Condition) -> Callable[[dict[str, Any]], bool]:
+    """:func:`matches` for one condition, with its comparison and field worked out
+    once (a query tests it against every record of the entity)."""
+    checks = [_comparator("=" if condition.op == "in" else condition.op, value)
+              for value in condition.values]
+    path = condition.field
+    if "." in path:
+        return lambda record: any(check(_get(record, path)) for check in checks)
+    if len(checks) == 1:
+        check = checks[0]
+
+        def one(record: dict[str, Any]) -> bool:
+            if path not in record:
+                return check(_get(record, path))
+            value = record[path]
+            if isinstance(value, dict) and "value" in value:
+                value = value["value"]
+            return check(value)
+
+        return one
+    return lambda record: any(check(_get(record, path)) for check in checks)
+
+
 def run(query: Query, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """Filter, order and page; returns (page, total matching)."""
-    found = [r for r in records if all(matches(r, c) for c in query.conditions)]
+    tests = [_predicate(c) for c in query.conditions]
+    if len(tests) == 1:
+        found = list(filter(tests[0], records))
+    else:
+        found = [r for r in records if all(test(r) for test in tests)]
     if query.order_by:
         key = query.order_by
         found.sort(key=lambda r: str(_get(r, key) or ""), reverse=query.descending)
