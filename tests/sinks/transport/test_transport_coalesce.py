@@ -148,3 +148,31 @@ def test_a_lone_request_waits_no_longer_than_the_linger() -> None:
     assert coalescer(item(3)).json() == {"echo": 3}
     assert 0.2 <= time.monotonic() - started < 2.0
     assert [r.path for r in api.sent] == ["/item"]
+
+
+class ShortCodec(Codec):
+    def unpack(self, requests: Sequence[PlatformRequest], response: PlatformResponse
+               ) -> list[PlatformResponse]:
+        return super().unpack(requests, response)[:-1]
+
+
+def test_a_codec_that_loses_an_answer_fails_the_batch_instead_of_hanging_a_lane() -> None:
+    api = Api()
+    coalescer = Coalescer(api, ShortCodec(), linger_s=0.2)
+    outcomes: list[str] = []
+
+    def call(n: int) -> None:
+        try:
+            coalescer(item(n))
+            outcomes.append("ok")
+        except RuntimeError:
+            outcomes.append("failed")
+
+    threads = [threading.Thread(target=call, args=(n,), daemon=True) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads), "a lane was left waiting"
+    batched = sum(len(r.json) for r in api.sent if r.path == "/batch")
+    assert batched > 1 and outcomes.count("failed") == batched
