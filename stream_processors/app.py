@@ -67,6 +67,7 @@ from stream_processors.pending import (
 )
 from stream_processors.rowcache import ParsedRows
 from stream_processors.settings import ProcessorSettings
+from stream_processors.staging import StagedTable, use_event
 from stream_processors.watchdog import StallWatchdog
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class LedgerProcessor:
         self._tids: dict[tuple[str, int], str] = {}
         self._children: dict[tuple[int, str], Any] = {}
         self._background: set[asyncio.Future[Any]] = set()
+        self._balances_out: dict[bytes, tuple[Message, CustomerBalance]] = {}
+        self._event: EventT | None = None
         self._ledger_rows = ParsedRows(CustomerLedger.from_bytes)
         self._customer_rows = ParsedRows(CustomerRow.from_bytes)
         self._tax_rows = ParsedRows(TaxBook.from_bytes)
@@ -169,6 +172,10 @@ class LedgerProcessor:
         self.ledgers = self._table("ledgers")
         self.customers = self._table("customers")
         self.pending = self._table("pending")
+        # reads and writes of the three tables go through these (see .staging)
+        self.ledger_store = StagedTable(self.ledgers)
+        self.customer_store = StagedTable(self.customers)
+        self.pending_store = StagedTable(self.pending)
         self.tax_rates = app.GlobalTable(GLOBAL_TABLE, partitions=1, key_type=bytes,
                                          value_type=bytes)
         source = app.topic(n.crm_financial_events, n.crm_customers, self.ticks,
@@ -176,9 +183,11 @@ class LedgerProcessor:
         tax_source = app.topic(n.crm_tax_rates, key_serializer="raw", value_serializer="raw")
 
         async def ledger_agent(stream: Any) -> None:
-            async for event in stream.events():
+            batches = stream.take_events(self.settings.batch_max_events,
+                                         within=self.settings.batch_wait_seconds)
+            async for events in batches:
                 async with self._processing:
-                    await self.on_message(event)
+                    await self.on_batch(events)
                     await self._settle()
 
         async def tax_rate_agent(stream: Any) -> None:
@@ -261,9 +270,22 @@ class LedgerProcessor:
         await self.emit(msg, self.names.ledger_entries, key, self.entries_codec.encode(entry))
 
     async def emit_balances(self, msg: Message, balances: tuple[CustomerBalance, ...]) -> None:
+        """Hold each balance until the batch ends: ``ledger.balances`` is compacted to
+        the newest balance per key, so only a key's last balance of the batch is sent
+        (every ``ledger.entries`` record still carries the balance after its event)."""
         for b in balances:
             key = balance_key(b.tenant_id, b.customer_id, b.currency).encode()
-            await self.emit(msg, self.names.ledger_balances, key, self.balances_codec.encode(b))
+            self._balances_out[key] = (msg, b)
+
+    async def flush_batch(self) -> None:
+        """Send the batch's held balances and write its staged table rows (still
+        inside the batch's transaction: the caller then drains the producer buffer)."""
+        held, self._balances_out = self._balances_out, {}
+        for key, (msg, balance) in held.items():
+            await self.emit(msg, self.names.ledger_balances, key,
+                            self.balances_codec.encode(balance))
+        for store in (self.ledger_store, self.customer_store, self.pending_store):
+            self.metrics.table_writes.inc(store.flush())
 
     async def dead_letter(
         self,
@@ -303,6 +325,27 @@ class LedgerProcessor:
 
     # ------------------------------------------------------------------ input
 
+    def _writer(self) -> EventT:
+        """The event being processed: table rows are routed by its partition."""
+        assert self._event is not None, "table write outside a batch"
+        return self._event
+
+    async def on_batch(self, events: list[EventT]) -> None:
+        """Process a batch in arrival order (per-partition order is kept), then send
+        and write what the batch left behind (:meth:`flush_batch`).
+
+        Why batches: faust's per-event path (stream iteration, acks, one awaited send
+        per record) cost more CPU than the business step; iterating faust's
+        ``take_events`` and holding compacted outputs and table rows until the batch
+        ends cut it (``bench/RESULTS.md``). The events are acked after the batch, so
+        a commit never covers an event whose outputs are not yet in the transaction."""
+        for event in events:
+            use_event(event)
+            self._event = event
+            await self.on_message(event)
+        await self.flush_batch()
+        self.metrics.batch_size.observe(len(events))
+
     async def on_message(self, event: EventT) -> None:
         msg = event.message
         self._counter(self.metrics.events_in, msg.topic).inc()
@@ -323,7 +366,7 @@ class LedgerProcessor:
         if ev.aggregate_type is AggregateType.CUSTOMER:
             await self.on_customer(msg, ev, key, customer_id)
             return
-        queue = load_queue(self.pending.get(key))
+        queue = load_queue(self.pending_store.get(key))
         if queue:
             if all(p.event_id != ev.event_id for p in queue):
                 queue.append(self._parked(msg, ev, "behind a parked event", "Parked"))
@@ -340,7 +383,7 @@ class LedgerProcessor:
     async def on_financial(
         self, msg: Message, ev: FinancialEvent, key: bytes, customer_id: str
     ) -> Park | None:
-        ledger = self._ledger_rows.get(key, self.ledgers.get(key))
+        ledger = self._ledger_rows.get(key, self.ledger_store.get(key))
         tenant = ev.tenant_id
 
         def tax_book(code: str) -> TaxBook | None:
@@ -351,7 +394,7 @@ class LedgerProcessor:
         try:
             outcome = process_financial_event(
                 ev, customer_id=customer_id,
-                customer=self._customer_rows.get(key, self.customers.get(key)),
+                customer=self._customer_rows.get(key, self.customer_store.get(key)),
                 ledger=ledger, tax_book=tax_book,
                 policy=self.settings.tax_policy(tenant), processed_at=datetime.now(UTC),
             )
@@ -367,7 +410,7 @@ class LedgerProcessor:
                          ev.aggregate_id)
         if outcome.ledger is not ledger:
             raw = outcome.ledger.to_bytes()
-            self.ledgers[key] = raw
+            self.ledger_store.set(key, raw, self._writer())
             self._ledger_rows.put(key, raw, outcome.ledger)
         if outcome.entry is not None:
             await self.emit_entry(msg, key, outcome.entry)
@@ -381,7 +424,7 @@ class LedgerProcessor:
             await self.dead_letter(msg, Unprocessable.error_class,
                                    f"customer {ev.aggregate_id!r} under key {key!r}", event=ev)
             return
-        row = self._customer_rows.get(key, self.customers.get(key))
+        row = self._customer_rows.get(key, self.customer_store.get(key))
         try:
             new_row, verdict = apply_customer_event(row, ev)
         except Unprocessable as exc:
@@ -392,13 +435,13 @@ class LedgerProcessor:
             return
         assert new_row is not None
         raw = new_row.to_bytes()
-        self.customers[key] = raw
+        self.customer_store.set(key, raw, self._writer())
         self._customer_rows.put(key, raw, new_row)
-        ledger = self._ledger_rows.get(key, self.ledgers.get(key))
+        ledger = self._ledger_rows.get(key, self.ledger_store.get(key))
         entry = customer_entry(ev, customer_id=customer_id, row=new_row, ledger=ledger,
                                processed_at=datetime.now(UTC))
         await self.emit_entry(msg, key, entry)
-        if self.pending.get(key):
+        if self.pending_store.get(key):
             await self.drain(msg, key, time.time())
 
     async def on_tax_rate(self, msg: Message) -> None:
@@ -434,7 +477,7 @@ class LedgerProcessor:
         event while a customer was late, which dominated catch-up after a restart."""
         if head.error_class != "UnknownCustomer":
             return True
-        row = self._customer_rows.get(key, self.customers.get(key))
+        row = self._customer_rows.get(key, self.customer_store.get(key))
         return row is not None and row.customer is not None
 
     def _decode_parked(self, parked: ParkedEvent) -> FinancialEvent:
@@ -448,23 +491,22 @@ class LedgerProcessor:
     def _save_queue(self, msg: Message, key: bytes, queue: list[ParkedEvent]) -> None:
         """Write a key's queue and keep the partition index in step."""
         idx_key = index_key(msg.partition)
-        index = load_index(self.pending.get(idx_key))
+        index = load_index(self.pending_store.get(idx_key))
         name = key.decode()
         if queue:
-            self.pending[key] = dump_queue(queue)
+            self.pending_store.set(key, dump_queue(queue), self._writer())
             if name not in index:
                 index.add(name)
-                self.pending[idx_key] = dump_index(index)
+                self.pending_store.set(idx_key, dump_index(index), self._writer())
         else:
-            if self.pending.get(key) is not None:
-                del self.pending[key]
+            self.pending_store.delete(key, self._writer())
             if name in index:
                 index.discard(name)
-                self.pending[idx_key] = dump_index(index)
+                self.pending_store.set(idx_key, dump_index(index), self._writer())
 
     async def drain(self, msg: Message, key: bytes, now: float) -> None:
         """Retry a key's parked events in order; dead-letter the expired ones."""
-        queue = load_queue(self.pending.get(key))
+        queue = load_queue(self.pending_store.get(key))
         remaining: list[ParkedEvent] = []
         grace = self.settings.grace_seconds
         for parked in queue:
@@ -495,7 +537,7 @@ class LedgerProcessor:
             now = float(msg.value or b"0")
         except ValueError:
             return
-        index = load_index(self.pending.get(index_key(msg.partition)))
+        index = load_index(self.pending_store.get(index_key(msg.partition)))
         self._pending_keys[msg.partition] = len(index)
         self.metrics.pending.set(sum(self._pending_keys.values()))
         for name in sorted(index):

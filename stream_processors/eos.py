@@ -26,11 +26,11 @@ integration tests and the report in ``bench/RESULTS.md``):
    Draining alone is not enough: a commit can also fall *between* an event's table
    write (buffered) and its ``ledger.*`` records (sent directly), splitting one event
    over two transactions — seen as events twice on ``ledger.entries``. So the
-   processor holds a lock while it handles an event (and drains the buffer before
-   releasing it), and :func:`install_commit_flush` makes every transaction commit
-   take the same lock and drain the buffer first: an event's state and outputs are
-   always in one transaction; its input offset may follow in the next, which the
-   event-id dedupe turns into a no-op on replay.
+   processor holds a lock while it handles a batch of events (and drains the buffer
+   before releasing it; see point 10), and :func:`install_commit_flush` makes every
+   transaction commit take the same lock and drain the buffer first: an event's
+   state and outputs are always in one transaction; its input offset may follow in
+   the next, which the event-id dedupe turns into a no-op on replay.
 4. **Commits run one partition after another.** faust commits the transaction of each
    input partition in turn (send offsets, commit, begin: three round trips each), so
    with 12 partitions a commit held the processing lock for most of a second.
@@ -87,6 +87,15 @@ integration tests and the report in ``bench/RESULTS.md``):
    delivered none for 15 s, or whose committed offset was never acked while later
    offsets were, is logged with faust's and aiokafka's view of it and re-seeked to
    its committed offset (replays are no-ops, point 5).
+10. **Batches keep all of the above.** The ledger agent iterates faust's
+   ``take_events``, which acks a batch's events only after the loop body returns, so
+   a commit (which takes the processing lock) can only fall between batches and
+   never covers an event whose outputs are not yet sent. A revocation waits for the
+   unacked events of the batch being filled (``_consumer_wait_empty``), so they are
+   processed by the producers that own their partitions before those commit. Table
+   rows and ``ledger.balances`` are held until the batch ends (:mod:`.staging`) and
+   are sent inside the same lock; faust routes table rows by the *current event*,
+   which :func:`.staging.use_event` sets for each event of the batch and each row.
 """
 
 from __future__ import annotations

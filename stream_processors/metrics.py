@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _INDEX = re.compile(r"\[[^\]]*\]")
 
@@ -32,6 +32,13 @@ class ProcessorMetrics:
                               ["error_class"], registry=r)
         self.pending = Gauge("ledgerstream_processor_pending_events",
                              "Events currently parked", registry=r)
+        self.table_writes = Counter(
+            "ledgerstream_processor_table_writes_total",
+            "Table rows written (once per key and batch, each with a changelog record)",
+            registry=r)
+        self.batch_size = Histogram(
+            "ledgerstream_processor_batch_events", "Input records per processed batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000), registry=r)
         self.lag = Gauge("ledgerstream_processor_consumer_lag_records",
                          "Input records not yet committed by the processor's group",
                          ["topic", "partition"], registry=r)

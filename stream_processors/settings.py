@@ -76,6 +76,12 @@ class ProcessorSettings(BaseSettings):
     """Register the ledger.* schemas on first use; set False in production, where
     ``schemas.registry`` registers them at deploy time."""
     max_poll_records: int = 500
+    batch_max_events: int = 500
+    """Most input records processed as one batch (one lock hold, one flush of the
+    batch's table rows and balances; a commit waits for the batch in progress)."""
+    batch_wait_seconds: float = 0.005
+    """How long a batch waits to fill before it is processed anyway: the latency a
+    lone event pays for batching."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 
     @property
