@@ -103,7 +103,7 @@ def counter(name: str, **labels: str) -> float:
 def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
              stop_after_docs: int | None = None, duration_s: float | None = None,
              lifted_limits: bool = False, concurrency: int = 8, coalesce: bool = False,
-             batch_budget_s: float = 60.0) -> tuple[float, int]:
+             batch_budget_s: float = 60.0, batch_size: int = 500) -> tuple[float, int]:
     from sinks.app import build_runner
     from sinks.core.contract import RateLimitPolicy
     from sinks.core.settings import SinkSettings
@@ -112,7 +112,7 @@ def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
     settings = SinkSettings(platform=platform,
                             kafka_bootstrap_servers=endpoints.kafka_bootstrap,
                             schema_registry_url=endpoints.schema_registry_url,
-                            database_url=dsn, topic_suffix=topic_suffix, batch_size=500,
+                            database_url=dsn, topic_suffix=topic_suffix, batch_size=batch_size,
                             concurrency=concurrency, coalesce=coalesce,
                             batch_time_budget_s=batch_budget_s)
     configs = {t: TenantConfig.model_validate({**c, "tenant_id": t}) for t, c in tenants.items()}
@@ -287,6 +287,8 @@ def main() -> None:
     parser.add_argument("--batch-budget", type=float, default=60.0,
                         help="the sink's batch_time_budget_s (default as in production)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=500,
+                        help="the unthrottled sinks' batch_size (records per poll)")
     parser.add_argument("--modes", default="single,batch",
                         help="unthrottled sink runs: 'single' (one request per call), "
                              "'batch' (coalesced into /batch), or both")
@@ -349,7 +351,8 @@ def main() -> None:
             cpu_sink, cpu_box = cpu_seconds(), cpu_seconds(proc.pid)
             seconds, docs = run_sink("quickbooks-online", info_["tenants"], topics.suffix,
                                      dsn, stop_after_docs=n, lifted_limits=True,
-                                     concurrency=args.concurrency, coalesce=coalesce)
+                                     concurrency=args.concurrency, coalesce=coalesce,
+                                     batch_size=args.batch_size)
             calls = counter("ledgerstream_sink_api_latency_seconds_count") - calls_before
             cpu_sink, cpu_box = cpu_seconds() - cpu_sink, cpu_seconds(proc.pid) - cpu_box
             if spy is not None:

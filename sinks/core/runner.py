@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -452,7 +453,7 @@ class SinkRunner:
         return replace(base, status=status, external_id=result.external_id, updates=updates,
                        written_at=written_at,
                        request_digest=_last_request_digest(runner),
-                       response_digest=digest(repr(result.raw)) if result.raw else None)
+                       response_digest=digest(_serialised(result.raw)) if result.raw else None)
 
     def _context(self, entry: Any, tenant_id: str, batch: BatchState) -> SinkContext:
         keys = referenced_keys(entry)
@@ -563,11 +564,22 @@ class SinkRunner:
         return replayed
 
 
+def _serialised(value: Any) -> bytes:
+    """A deterministic byte form of a request or response body, for its digest: JSON
+    by orjson (a tenth of ``repr``'s CPU on a document body), ``repr`` for what orjson
+    cannot write."""
+    try:
+        return orjson.dumps(value, default=repr)
+    except TypeError:  # orjson.JSONEncodeError: non-string keys, huge integers
+        return repr(value).encode()
+
+
 def _last_request_digest(runner: FlowRunner) -> str | None:
     if not runner.sent:
         return None
     last = runner.sent[-1]
-    return digest(f"{last.method} {last.path} {last.json!r} {last.content!r}")
+    return digest(b" ".join((last.method.encode(), last.path.encode(), _serialised(last.json),
+                             last.content or b"")))
 
 
 def dlq_writer(producer: Producer, topic: str, serialize: Callable[[DeadLetter, str], bytes | None]

@@ -20,11 +20,13 @@ the offset where it is.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
 
 import httpx
+import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from sinks.core.contract import PlatformRequest, PlatformResponse
@@ -146,6 +148,39 @@ class _NotRepeatable(Exception):
     def __init__(self, error: TransientError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+#: datetimes, dataclasses and subclasses of str/int/dict/list are not serialised by
+#: orjson's own rules (they go to the fallback, which does what ``json.dumps`` does).
+_ORJSON_STRICT = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                  | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def _json_body(value: object) -> bytes | None:
+    """``value`` as compact UTF-8 JSON, as httpx's ``json=`` writes it (small exponents
+    aside: ``1e-7``, not ``1e-07``), with orjson (about a tenth of the CPU); ``None``
+    for no body, or for what orjson does not
+    write as ``json.dumps`` would (integers beyond 64 bits, non-string keys, NaN or
+    infinities, which httpx refuses): httpx's own encoder handles those as before."""
+    if value is None:
+        return None
+    try:
+        body = orjson.dumps(value, option=_ORJSON_STRICT)
+    except TypeError:  # orjson.JSONEncodeError
+        return None
+    if b"null" in body and _has_non_finite(value):
+        return None
+    return body
+
+
+def _has_non_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 class HttpExecutor:
@@ -306,13 +341,20 @@ class HttpExecutor:
 
     def build(self, request: PlatformRequest) -> httpx.Request:
         """The ``httpx.Request`` for ``request`` (without credentials)."""
+        headers = dict(request.headers)
+        content = request.content
+        body = _json_body(request.json)
+        if body is not None:
+            content = body
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
         return self.client.build_request(
             request.method,
             request.path,
             params=dict(request.query) or None,
-            headers=dict(request.headers),
-            json=request.json,
-            content=request.content,
+            headers=headers,
+            json=request.json if body is None else None,
+            content=content,
         )
 
     def _exchange(
