@@ -76,6 +76,21 @@ TABLES = ("ledgers", "customers", "pending")
 GLOBAL_TABLE = "tax-rates"
 
 
+def _encode_customer_row(row: CustomerRow | None) -> bytes:
+    assert row is not None, "customer rows are versioned tombstones, never removed"
+    return row.to_bytes()
+
+
+def _as_stored(raw: bytes | None) -> bytes | None:
+    """The pending table's rows are used as stored (JSON parsed where needed)."""
+    return raw
+
+
+def _encode_stored(raw: bytes | None) -> bytes:
+    assert raw is not None, "pending rows are removed with delete(), never set to None"
+    return raw
+
+
 def ticks_topic(app_id: str) -> str:
     """The internal topic that wakes each partition up to retry parked events."""
     return f"{app_id}-ticks"
@@ -121,8 +136,6 @@ class LedgerProcessor:
         self._background: set[asyncio.Future[Any]] = set()
         self._balances_out: dict[bytes, tuple[Message, CustomerBalance]] = {}
         self._event: EventT | None = None
-        self._ledger_rows = ParsedRows(CustomerLedger.from_bytes)
-        self._customer_rows = ParsedRows(CustomerRow.from_bytes)
         self._tax_rows = ParsedRows(TaxBook.from_bytes)
         # events decoded when they were parked, by (topic, partition, offset), so a
         # drain does not decode and validate them a second time
@@ -173,9 +186,12 @@ class LedgerProcessor:
         self.customers = self._table("customers")
         self.pending = self._table("pending")
         # reads and writes of the three tables go through these (see .staging)
-        self.ledger_store = StagedTable(self.ledgers)
-        self.customer_store = StagedTable(self.customers)
-        self.pending_store = StagedTable(self.pending)
+        self.ledger_store = StagedTable(self.ledgers, CustomerLedger.from_bytes,
+                                        CustomerLedger.to_bytes)
+        self.customer_store = StagedTable(self.customers, CustomerRow.from_bytes,
+                                          _encode_customer_row)
+        self.pending_store = StagedTable(self.pending, _as_stored, _encode_stored,
+                                         cache=False)
         self.tax_rates = app.GlobalTable(GLOBAL_TABLE, partitions=1, key_type=bytes,
                                          value_type=bytes)
         source = app.topic(n.crm_financial_events, n.crm_customers, self.ticks,
@@ -383,7 +399,7 @@ class LedgerProcessor:
     async def on_financial(
         self, msg: Message, ev: FinancialEvent, key: bytes, customer_id: str
     ) -> Park | None:
-        ledger = self._ledger_rows.get(key, self.ledger_store.get(key))
+        ledger = self.ledger_store.get(key)
         tenant = ev.tenant_id
 
         def tax_book(code: str) -> TaxBook | None:
@@ -394,7 +410,7 @@ class LedgerProcessor:
         try:
             outcome = process_financial_event(
                 ev, customer_id=customer_id,
-                customer=self._customer_rows.get(key, self.customer_store.get(key)),
+                customer=self.customer_store.get(key),
                 ledger=ledger, tax_book=tax_book,
                 policy=self.settings.tax_policy(tenant), processed_at=datetime.now(UTC),
             )
@@ -409,9 +425,7 @@ class LedgerProcessor:
                 log.info("stale %s v%s of %s ignored", ev.event_type, ev.aggregate_version,
                          ev.aggregate_id)
         if outcome.ledger is not ledger:
-            raw = outcome.ledger.to_bytes()
-            self.ledger_store.set(key, raw, self._writer())
-            self._ledger_rows.put(key, raw, outcome.ledger)
+            self.ledger_store.set(key, outcome.ledger, self._writer())
         if outcome.entry is not None:
             await self.emit_entry(msg, key, outcome.entry)
         await self.emit_balances(msg, outcome.balances)
@@ -424,7 +438,7 @@ class LedgerProcessor:
             await self.dead_letter(msg, Unprocessable.error_class,
                                    f"customer {ev.aggregate_id!r} under key {key!r}", event=ev)
             return
-        row = self._customer_rows.get(key, self.customer_store.get(key))
+        row = self.customer_store.get(key)
         try:
             new_row, verdict = apply_customer_event(row, ev)
         except Unprocessable as exc:
@@ -434,10 +448,8 @@ class LedgerProcessor:
             self.metrics.ignored.labels(verdict.value).inc()
             return
         assert new_row is not None
-        raw = new_row.to_bytes()
-        self.customer_store.set(key, raw, self._writer())
-        self._customer_rows.put(key, raw, new_row)
-        ledger = self._ledger_rows.get(key, self.ledger_store.get(key))
+        self.customer_store.set(key, new_row, self._writer())
+        ledger = self.ledger_store.get(key)
         entry = customer_entry(ev, customer_id=customer_id, row=new_row, ledger=ledger,
                                processed_at=datetime.now(UTC))
         await self.emit_entry(msg, key, entry)
@@ -477,7 +489,7 @@ class LedgerProcessor:
         event while a customer was late, which dominated catch-up after a restart."""
         if head.error_class != "UnknownCustomer":
             return True
-        row = self._customer_rows.get(key, self.customer_store.get(key))
+        row = self.customer_store.get(key)
         return row is not None and row.customer is not None
 
     def _decode_parked(self, parked: ParkedEvent) -> FinancialEvent:
@@ -507,8 +519,10 @@ class LedgerProcessor:
     async def drain(self, msg: Message, key: bytes, now: float) -> None:
         """Retry a key's parked events in order; dead-letter the expired ones."""
         queue = load_queue(self.pending_store.get(key))
-        remaining: list[ParkedEvent] = []
         grace = self.settings.grace_seconds
+        if queue and not queue[0].expired(now, grace) and not self._may_drain(key, queue[0]):
+            return  # its head would park again (a tick retried every such queue)
+        remaining: list[ParkedEvent] = []
         for parked in queue:
             if remaining:
                 remaining.append(parked)

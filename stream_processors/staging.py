@@ -17,15 +17,24 @@ it wrote. faust routes a key's RocksDB read and write, and its changelog record,
 the partition of the *current event*; :func:`use_event` sets it for each event of a
 batch (faust sets it per event only when a stream is iterated one event at a time),
 and :meth:`StagedTable.flush` restores, per key, the event that wrote it last.
+
+A table of parsed rows (the ledgers, the customers) stages the *object* and encodes
+it once at the flush, not once per event; a :class:`~.rowcache.ParsedRows` cache
+keeps what each stored row parses into.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from faust.streams import _current_event
 from faust.types import EventT
+
+from stream_processors.rowcache import ParsedRows
+
+T = TypeVar("T")
 
 _DELETED = object()
 
@@ -36,22 +45,27 @@ def use_event(event: EventT) -> None:
     _current_event.set(weakref.ref(event))
 
 
-class StagedTable:
-    """A faust table's writes, staged per key until :meth:`flush`."""
+class StagedTable(Generic[T]):
+    """A faust table of ``bytes`` rows seen as ``T`` (``parse``/``encode``), with
+    writes staged per key until :meth:`flush`."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, parse: Callable[[bytes | None], T],
+                 encode: Callable[[T], bytes], *, cache: bool = True) -> None:
         self.table = table
+        self._encode = encode
+        self._rows: ParsedRows[T] | None = ParsedRows(parse) if cache else None
+        self._parse = parse
         self._staged: dict[bytes, tuple[EventT, object]] = {}
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes) -> T:
+        """The newest value of ``key``: staged this batch, else stored (parsed)."""
         hit = self._staged.get(key)
-        if hit is None:
-            value: bytes | None = self.table.get(key)
-            return value
-        staged = hit[1]
-        return None if staged is _DELETED else staged  # type: ignore[return-value]
+        if hit is not None:
+            return self._parse(None) if hit[1] is _DELETED else hit[1]  # type: ignore[return-value]
+        raw: bytes | None = self.table.get(key)
+        return self._rows.get(key, raw) if self._rows is not None else self._parse(raw)
 
-    def set(self, key: bytes, value: bytes, event: EventT) -> None:
+    def set(self, key: bytes, value: T, event: EventT) -> None:
         self._staged[key] = (event, value)
 
     def delete(self, key: bytes, event: EventT) -> None:
@@ -69,10 +83,11 @@ class StagedTable:
             if value is _DELETED:
                 if self.table.get(key) is not None:
                     del self.table[key]
-            else:
-                self.table[key] = value
+                if self._rows is not None:
+                    self._rows.discard(key)
+                continue
+            raw = self._encode(value)  # type: ignore[arg-type]
+            self.table[key] = raw
+            if self._rows is not None:
+                self._rows.put(key, raw, value)  # type: ignore[arg-type]
         return len(staged)
-
-    def discard(self) -> None:
-        """Forget what is staged (the batch failed; nothing of it may be written)."""
-        self._staged.clear()
