@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from schemas.examples import sample_tax_rate_event  # noqa: E402
+from schemas.models import AggregateType  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from tests.stream_processors.support import (  # noqa: E402
     EventWriter,
@@ -114,7 +116,14 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
 
 def run_worker(bootstrap: str, registry: str, names: Topics, guarantee: str, data: Path,
                expected_inputs: list[str], timeout: float, profile: Path | None = None,
-               extra: list[str] | None = None) -> dict[str, float]:
+               extra: list[str] | None = None,
+               feed: Callable[[], object] | None = None) -> dict[str, float]:
+    """Run one worker until its group has committed every input record.
+
+    With ``feed``, the worker first catches up with what is already on the topics
+    (customers, tax rates), then ``feed()`` produces the documents and only their
+    processing is measured: customers known before their documents, as in live
+    operation. Without it, everything is on the topics before the worker starts."""
     app_id = f"{names.processor_app_id}.{guarantee}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            "SCHEMA_REGISTRY_URL": registry}
@@ -133,6 +142,16 @@ def run_worker(bootstrap: str, registry: str, names: Topics, guarantee: str, dat
     peak_rss = 0.0
     total = None
     try:
+        if feed is not None:
+            while committed_lag(bootstrap, app_id, expected_inputs) > 0 \
+                    or not _has_committed(bootstrap, app_id, expected_inputs):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited {proc.returncode}, see {log.name}")
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"{guarantee}: customers not consumed in {timeout}s")
+                time.sleep(0.25)
+            started = time.perf_counter()
+            feed()
         total = committed_lag(bootstrap, app_id, expected_inputs)
         while time.perf_counter() - started < timeout:
             time.sleep(0.25)
@@ -165,6 +184,21 @@ def run_worker(bootstrap: str, registry: str, names: Topics, guarantee: str, dat
     }
 
 
+def _has_committed(bootstrap: str, group: str, topics: list[str]) -> bool:
+    """Whether ``group`` has committed anything yet (a lag of 0 before the first
+    commit can mean "not started")."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(timeout=10)
+        tps = [TopicPartition(t, p) for t in topics for p in meta.topics[t].partitions]
+        return any(tp.offset >= 0 for tp in consumer.committed(tps, timeout=10))
+    finally:
+        consumer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=30000)
@@ -178,6 +212,11 @@ def main() -> None:
                              "(slows the worker; the figures are then not recorded)")
     parser.add_argument("--no-record", action="store_true",
                         help="print the figures without appending them to RESULTS.md")
+    parser.add_argument("--customers-first", action="store_true",
+                        help="live order: each worker first consumes the customers, then "
+                             "the documents are produced and measured (default: all on the "
+                             "topics before the worker starts, most documents parked until "
+                             "their customer is read)")
     parser.add_argument("--worker-arg", action="append", default=[],
                         help="extra flag for the worker, e.g. --worker-arg=--max-poll-records=2000")
     args = parser.parse_args()
@@ -191,19 +230,31 @@ def main() -> None:
         writer = EventWriter(bootstrap, registry, names)
         writer.send(sample_tax_rate_event())
         events = build_workload(seed=1, customers=args.customers, documents=args.documents)
+        customers = [e for e in events if e.aggregate_type is AggregateType.CUSTOMER]
+        documents = [e for e in events if e.aggregate_type is not AggregateType.CUSTOMER]
+        customer_of: dict[str, str] = {}
         t = time.perf_counter()
-        send_workload(writer, events, {})
+        send_workload(writer, customers if args.customers_first else events, customer_of)
         writer.flush()
-        print(f"produced {len(events)} events in {time.perf_counter() - t:.1f}s")
-        n_fin = len(events) - args.customers
-        raw = asyncio.run(raw_consume(bootstrap, names.crm_financial_events, n_fin))
-        print(f"raw aiokafka consume: {raw:,.0f} records/s")
+        print(f"produced {len(customers) if args.customers_first else len(events)} events "
+              f"in {time.perf_counter() - t:.1f}s")
         inputs = [names.crm_financial_events, names.crm_customers]
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
+        guarantees = args.guarantees.split(",")
+        def feed() -> None:
+            """The documents, produced once the worker has consumed the customers."""
+            send_workload(writer, documents, customer_of)
+            writer.flush()
+
+        if args.customers_first and len(guarantees) > 1:
+            parser.error("--customers-first measures one guarantee per run")
         results = {g: run_worker(bootstrap, registry, names, g, data, inputs, args.timeout,
-                                 args.profile, args.worker_arg)
-                   for g in args.guarantees.split(",")}
+                                 args.profile, args.worker_arg,
+                                 feed if args.customers_first else None)
+                   for g in guarantees}
+        raw = asyncio.run(raw_consume(bootstrap, names.crm_financial_events, len(documents)))
+        print(f"raw aiokafka consume: {raw:,.0f} records/s")
         for g, r in results.items():
             print(f"{g}: {r['events_per_s']:,.0f} events/s steady "
                   f"({r['events_per_cpu_s']:,.0f} per CPU-second of the worker), "
@@ -211,7 +262,8 @@ def main() -> None:
                   f"{r['seconds']:.1f}s, peak RSS {r['peak_rss_mb']:.0f} MB")
         print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
         if not (args.no_record or args.profile):
-            append_results(args, len(events), raw, results)
+            append_results(args, len(documents) if args.customers_first else len(events),
+                           raw, results)
     finally:
         if not args.keep_topics:
             delete_topics(bootstrap, names, names.processor_app_id)
@@ -227,8 +279,12 @@ def append_results(args: argparse.Namespace, n: int, raw: float,
         f"## stream processor — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"`bench/bench_processor.py --documents {args.documents} --customers "
-        f"{args.customers}`: {n} input events ({args.customers} customers + documents, "
-        "incl. ~7 % duplicates/stale), one worker, 12 partitions; "
+        f"{args.customers}{' --customers-first' if args.customers_first else ''}`: "
+        + (f"{n} document events measured after the worker consumed the {args.customers} "
+           "customers (live order), " if args.customers_first else
+           f"{n} input events ({args.customers} customers + documents, all on the topics "
+           "before the worker starts; most documents wait for their customer), ")
+        + "incl. ~7 % duplicates/stale, one worker, 12 partitions; "
         f"machine: `nproc`={os.cpu_count()}, RAM {total_ram_gb():.0f} GB, "
         f"Python {platform.python_version()}, faust-streaming 0.15.3, aiokafka, Kafka 4.1.",
         "",

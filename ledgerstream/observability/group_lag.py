@@ -29,10 +29,13 @@ def group_lag(admin: AdminClient, group: str, topics: Iterable[str],
     """``{(topic, partition): records not yet committed by group}`` for every partition
     of ``topics``; a partition the group never committed counts from its earliest
     retained offset."""
-    names = list(topics)
-    meta = admin.list_topics(timeout=timeout_s)
-    partitions = [TopicPartition(t, p) for t in names if t in meta.topics
-                  for p in meta.topics[t].partitions]
+    partitions: list[TopicPartition] = []
+    for name in topics:
+        # one topic's metadata each: the whole cluster's (every topic of every
+        # application) was most of a round's cost on a shared cluster
+        meta = admin.list_topics(topic=name, timeout=timeout_s).topics.get(name)
+        if meta is not None and meta.error is None:
+            partitions += [TopicPartition(name, p) for p in meta.partitions]
     if not partitions:
         return {}
     ends = _offsets(admin, partitions, OffsetSpec.latest(), timeout_s)
