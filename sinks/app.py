@@ -146,6 +146,7 @@ def build_runner(
                        # a fetch waits at most this long for data (librdkafka: 500 ms),
                        # which a quiet tenant's document would otherwise wait out
                        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+                       "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
                        **lag_stats_conf(SinkRuntimeMetrics.default().lag, topics.ledger_entries,
                                         {"platform": name})},
         store=store,

@@ -38,6 +38,14 @@ class SinkSettings(BaseSettings):
     fetch_wait_max_ms: int = Field(
         100, ge=0, le=5000, description="Kafka fetch wait when no new data (latency vs "
         "fewer idle fetch requests).")
+    max_partition_fetch_bytes: int = Field(
+        65_536, ge=1024,
+        description="librdkafka max.partition.fetch.bytes: how much of one partition a "
+        "fetch brings (librdkafka's default: 1 MiB, ~1,400 ledger entries). A poll takes "
+        "what is fetched, partition by partition, so with 1 MiB a batch of a backlog "
+        "came from one or two partitions: few keys, few concurrent lanes (10-26 of 500 "
+        "records in the sink bench). 64 KiB (~90 entries per partition) spreads a batch "
+        "over more partitions and keys.")
     retry_backoff_s: float = Field(2.0, description="Pause before re-reading a record whose "
                                    "platform call failed after the transport's own retries.")
     batch_time_budget_s: float = Field(
