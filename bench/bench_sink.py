@@ -43,7 +43,10 @@ from ledgerstream.endpoints import configured_endpoints  # noqa: E402
 from schemas import examples  # noqa: E402
 from schemas.serde import ledger_entry_serializer, registry_client  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
+from sinks.app import build_runner  # noqa: E402
+from sinks.core.contract import RateLimitPolicy  # noqa: E402
 from sinks.core.mapping import TenantConfig  # noqa: E402
+from sinks.core.settings import SinkSettings  # noqa: E402
 
 SERVE = """
 import json, sys, time
@@ -104,10 +107,6 @@ def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
              stop_after_docs: int | None = None, duration_s: float | None = None,
              lifted_limits: bool = False, concurrency: int = 8, coalesce: bool = False,
              batch_budget_s: float = 60.0, batch_size: int = 500) -> tuple[float, int]:
-    from sinks.app import build_runner
-    from sinks.core.contract import RateLimitPolicy
-    from sinks.core.settings import SinkSettings
-
     endpoints = configured_endpoints()
     settings = SinkSettings(platform=platform,
                             kafka_bootstrap_servers=endpoints.kafka_bootstrap,
