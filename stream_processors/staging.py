@@ -62,7 +62,9 @@ class StagedTable(Generic[T]):
         hit = self._staged.get(key)
         if hit is not None:
             return self._parse(None) if hit[1] is _DELETED else hit[1]  # type: ignore[return-value]
-        raw: bytes | None = self.table.get(key)
+        # the store itself: ``table.get`` asks RocksDB twice (``in``, then ``[]``) and
+        # runs faust's per-read sensors; keys and values are raw bytes either way
+        raw: bytes | None = self.table.data._get(key)
         return self._rows.get(key, raw) if self._rows is not None else self._parse(raw)
 
     def set(self, key: bytes, value: T, event: EventT) -> None:
