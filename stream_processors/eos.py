@@ -174,7 +174,7 @@ _GUARD: list[asyncio.Lock] = []
 
 
 def set_commit_guard(lock: asyncio.Lock) -> None:
-    """The lock the processor holds while it handles one event (see point 3)."""
+    """The lock the processor holds while it handles a batch (see points 3 and 10)."""
     _GUARD[:] = [lock]
 
 
