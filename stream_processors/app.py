@@ -234,10 +234,11 @@ class LedgerProcessor:
     # ------------------------------------------------------------------ output
 
     async def _settle(self) -> None:
-        """Hand this event's buffered changelog records to the transactional producer
-        before a commit may run (see :mod:`.eos`, point 3)."""
-        if self.eos:
-            await drain_buffer(self.app.producer.buffer)  # type: ignore[arg-type]
+        """Hand this batch's buffered changelog records to the producer: under
+        exactly_once before a commit may run (see :mod:`.eos`, point 3); under
+        at_least_once too, in one go rather than record by record from faust's
+        background task."""
+        await drain_buffer(self.app.producer.buffer)  # type: ignore[arg-type]
 
     def _transactional_id(self, msg: Message) -> str | None:
         """The transactional producer faust keeps for this input partition (EOS v1:

@@ -83,8 +83,10 @@ def assert_invoice_balances_match(bootstrap: str, registry: str, names: Topics,
             assert last[inv_id] == open_, inv_id
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_worker_matches_the_oracle_parks_and_dead_letters(
-    kafka_bootstrap: str, schema_registry_url: str, names: Topics, tmp_path: Path
+    kafka_bootstrap: str, schema_registry_url: str, names: Topics, tmp_path: Path,
+    guarantee: str,
 ) -> None:
     writer = EventWriter(kafka_bootstrap, schema_registry_url, names)
     writer.send(sample_tax_rate_event())
@@ -96,7 +98,7 @@ def test_worker_matches_the_oracle_parks_and_dead_letters(
     writer.send_raw(names.crm_financial_events, b"t1:c1", b"\x00\x00\x00\xff\xffgarbage")
     writer.flush()
     with worker(tmp_path, kafka_bootstrap, schema_registry_url, names.suffix,
-                grace=4.0, tick=1.0) as w:
+                guarantee=guarantee, grace=4.0, tick=1.0) as w:
         time.sleep(2)
         writer.send(sample_customer_event(customer_id="late"))  # parked invoice proceeds
         writer.flush()
