@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -70,17 +70,23 @@ def test_a_lone_request_and_an_unbatchable_one_go_as_themselves() -> None:
     assert [r.path for r in api.sent] == ["/item", "/thing/1"] and coalescer.batches == 0
 
 
-def test_a_failed_batch_fails_every_request_in_it() -> None:
-    api = Api(fail_batches=True)
-    coalescer = Coalescer(api, Codec())
-    outcomes: list[str] = []
-
+def recording_caller(coalescer: Coalescer, error: type[Exception],
+                     outcomes: list[str]) -> Callable[[int], None]:
+    """A lane's call of item ``n`` that records "ok", or "failed" on ``error``."""
     def call(n: int) -> None:
         try:
             coalescer(item(n))
             outcomes.append("ok")
-        except TransientError:
+        except error:
             outcomes.append("failed")
+    return call
+
+
+def test_a_failed_batch_fails_every_request_in_it() -> None:
+    api = Api(fail_batches=True)
+    coalescer = Coalescer(api, Codec())
+    outcomes: list[str] = []
+    call = recording_caller(coalescer, TransientError, outcomes)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(call, range(8)))
@@ -160,13 +166,7 @@ def test_a_codec_that_loses_an_answer_fails_the_batch_instead_of_hanging_a_lane(
     api = Api()
     coalescer = Coalescer(api, ShortCodec(), linger_s=0.2)
     outcomes: list[str] = []
-
-    def call(n: int) -> None:
-        try:
-            coalescer(item(n))
-            outcomes.append("ok")
-        except RuntimeError:
-            outcomes.append("failed")
+    call = recording_caller(coalescer, RuntimeError, outcomes)
 
     threads = [threading.Thread(target=call, args=(n,), daemon=True) for n in range(3)]
     for thread in threads:
