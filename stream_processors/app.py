@@ -32,6 +32,7 @@ from typing import Any
 
 import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from faust.streams import current_event
 from faust.types import EventT, Message
 from prometheus_client import Counter
 
@@ -135,7 +136,6 @@ class LedgerProcessor:
         self._children: dict[tuple[int, str], Any] = {}
         self._background: set[asyncio.Future[Any]] = set()
         self._balances_out: dict[bytes, tuple[Message, CustomerBalance]] = {}
-        self._event: EventT | None = None
         self._tax_rows = ParsedRows(TaxBook.from_bytes)
         # events decoded when they were parked, by (topic, partition, offset), so a
         # drain does not decode and validate them a second time
@@ -343,9 +343,11 @@ class LedgerProcessor:
     # ------------------------------------------------------------------ input
 
     def _writer(self) -> EventT:
-        """The event being processed: table rows are routed by its partition."""
-        assert self._event is not None, "table write outside a batch"
-        return self._event
+        """The event being processed (set by :func:`.staging.use_event`): table rows
+        are routed by its partition."""
+        event = current_event()
+        assert event is not None, "table write outside a batch"
+        return event
 
     async def on_batch(self, events: list[EventT]) -> None:
         """Process a batch in arrival order (per-partition order is kept), then send
@@ -358,7 +360,6 @@ class LedgerProcessor:
         a commit never covers an event whose outputs are not yet in the transaction."""
         for event in events:
             use_event(event)
-            self._event = event
             await self.on_message(event)
         await self.flush_batch()
         self.metrics.batch_size.observe(len(events))
