@@ -27,6 +27,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -89,6 +90,65 @@ class RssSampler:
         self._stop.set()
         self._thread.join(5)
         return {name: (max(v), statistics.fmean(v)) for name, v in self.samples.items() if v}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process (and its reaped children) so far."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def infra_pids() -> dict[str, list[int]]:
+    """The stack's own processes, by what they run: Kafka, the registry, PostgreSQL."""
+    found: dict[str, list[int]] = {"Kafka": [], "registry": [], "PostgreSQL": []}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmdline:
+            found["Kafka"].append(int(entry))
+        elif b"quarkus-run.jar" in cmdline:
+            found["registry"].append(int(entry))
+        elif cmdline.startswith(b"postgres"):
+            found["PostgreSQL"].append(int(entry))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds each process spent between ``start`` and ``stop``, beside the whole
+    machine's busy time: where the cores went at the asked rate."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self.before = {name: self._sum(ps) for name, ps in pids.items()}
+        self.machine_before = self._machine()
+        self.wall = time.monotonic()
+
+    @staticmethod
+    def _sum(pids: list[int]) -> float:
+        return sum(cpu_seconds(pid) or 0.0 for pid in pids)
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]
+        hz = os.sysconf("SC_CLK_TCK")
+        return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+    def stop(self, extra: dict[str, float]) -> tuple[dict[str, float], float, float]:
+        """(CPU s per name, machine busy core-seconds, wall s)."""
+        used = {name: self._sum(ps) - self.before[name] for name, ps in self.pids.items()}
+        used.update(extra)
+        busy, _ = self._machine()
+        return used, busy - self.machine_before[0], time.monotonic() - self.wall
 
 
 def steady_latencies(pipeline: Pipeline, since: datetime
@@ -261,6 +321,10 @@ def main() -> int:
         pids = {name: s.proc.pid for name, s in pipeline.services.items() if s.proc}
         pids["bench process (sandboxes, reader)"] = os.getpid()
         sampler = RssSampler(pids)
+        cpu_pids = {name: [pid] for name, pid in pids.items()}
+        cpu_pids.update(infra_pids())
+        meter = CpuMeter(cpu_pids)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         load_before = load_average()
         ctx = mp.get_context("spawn")
         share = args.tenants // args.simulators
@@ -285,6 +349,10 @@ def main() -> int:
         pipeline.wait_until_synced()
         load_after = load_average()
         rss = sampler.stop()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu, busy, wall = meter.stop({"CRM simulators (all)": (
+            children.ru_utime + children.ru_stime
+            - children_before.ru_utime - children_before.ru_stime)})
         stages = {p: scrape_sink(port) for p, port in metrics_ports.items()}
         result = pipeline.verify()
         steady_from = crm_started + timedelta(seconds=args.warmup)
@@ -343,6 +411,13 @@ def main() -> int:
     lines += ["", "| process | peak RSS MB | mean RSS MB |", "|---|---:|---:|"]
     for name, (peak, mean) in sorted(rss.items()):
         lines.append(f"| {name} | {peak:,.0f} | {mean:,.0f} |")
+    lines += ["", f"| CPU from the CRM's start to the last write ({wall:.0f}s wall) | CPU s | "
+              "cores busy | ms per CRM event |", "|---|---:|---:|---:|"]
+    for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {seconds:,.1f} | {seconds / wall:.2f} | "
+                     f"{seconds / max(1, len(events)) * 1000:.2f} |")
+    lines.append(f"| whole machine (all processes) | {busy:,.1f} | {busy / wall:.2f} | "
+                 f"{busy / max(1, len(events)) * 1000:.2f} |")
     lines += ["", f"1-minute load average before/after: {load_before} / {load_after}", ""]
     text = "\n".join(lines)
     print(text)
