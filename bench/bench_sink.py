@@ -43,7 +43,7 @@ from ledgerstream.endpoints import configured_endpoints  # noqa: E402
 from schemas import examples  # noqa: E402
 from schemas.serde import ledger_entry_serializer, registry_client  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
-from sinks.app import build_runner  # noqa: E402
+from sinks.app import build_runner, tune_gc  # noqa: E402
 from sinks.core.contract import RateLimitPolicy  # noqa: E402
 from sinks.core.mapping import TenantConfig  # noqa: E402
 from sinks.core.settings import SinkSettings  # noqa: E402
@@ -121,6 +121,7 @@ def run_sink(platform: str, tenants: dict, topic_suffix: str, dsn: str, *,
     runner = build_runner(settings, tenants=configs,
                           rate_limit=RateLimitPolicy(concurrency=100) if lifted_limits
                           else None)
+    tune_gc(settings)  # as ``ledgerstream sink`` does
     started = time.monotonic()
 
     def done() -> bool:

@@ -14,11 +14,15 @@ default.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sinks.core.contract import IDEMPOTENCY_NAMESPACE, PlatformRequest, PlatformResponse
+from sinks.core.contract import (
+    IDEMPOTENCY_NAMESPACE,
+    PlatformRequest,
+    PlatformResponse,
+    uuid5_text,
+)
 from sinks.core.errors import TransientError
 from sinks.platforms.quickbooks.spec import NAME
 
@@ -62,7 +66,7 @@ class QboBatchCodec:
                 names.append(str(request.idempotency_key))
         # Same items, same key: a transport retry of this batch is answered from
         # Intuit's requestid replay store instead of writing again.
-        key = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, "\x1f".join(["qbo-batch", *names])))
+        key = uuid5_text(IDEMPOTENCY_NAMESPACE, "\x1f".join(["qbo-batch", *names]))
         minor = requests[0].query.get("minorversion")
         query = {"requestid": key, **({"minorversion": minor} if minor else {})}
         return PlatformRequest("POST", "/batch", "batch", query=query,

@@ -27,10 +27,11 @@ def client():
     ex.sample_invoice_event(), ex.sample_payment_event(), ex.sample_refund_event(),
     ex.sample_credit_note_event(), ex.sample_customer_event(), ex.sample_tax_rate_event(),
 ], ids=lambda e: str(e.aggregate_type))
-def test_same_entry_as_the_confluent_deserializer(client, event) -> None:
+@pytest.mark.parametrize("checked", [False, True], ids=["unchecked", "checked"])
+def test_same_entry_as_the_confluent_deserializer(client, event, checked) -> None:
     data = serde.ledger_entry_serializer(client)(ex.sample_ledger_entry(event), CTX)
     expected = serde.ledger_entry_deserializer(client)(data, CTX)
-    assert LedgerEntryReader(client)(data, CTX) == expected
+    assert LedgerEntryReader(client, checked=checked)(data, CTX) == expected
 
 
 def test_bad_bytes_are_a_bad_record_not_a_registry_outage(client) -> None:

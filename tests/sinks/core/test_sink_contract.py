@@ -279,6 +279,32 @@ def test_idempotency_key_is_deterministic_and_short() -> None:
     )
 
 
+def test_idempotency_keys_never_change() -> None:
+    """The keys are uuid5 (RFC 4122) of the same name as ever: a changed derivation
+    would make every replay after an upgrade a new document."""
+    import uuid
+
+    from sinks.core.contract import IDEMPOTENCY_NAMESPACE, uuid5_text
+
+    name = "\x1f".join(("xero", "acme", "e1", ""))
+    assert idempotency_key("xero", "acme", "e1") == str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, name))
+    for text in ("", "a", "caf\u00e9\x1fstep", "x" * 5000):
+        assert uuid5_text(IDEMPOTENCY_NAMESPACE, text) == str(
+            uuid.uuid5(IDEMPOTENCY_NAMESPACE, text))
+
+
+def test_json_bodies_parse_as_the_standard_library_parses_them() -> None:
+    import json
+
+    for body in (b'{"a": 1.5, "b": [1, "x", null, true]}', b'{"n": 123456789012345678901234}',
+                 b'{"x": NaN}', b'"caf\xc3\xa9"'):
+        parsed, expected = PlatformResponse(200, {}, body).json(), json.loads(body)
+        assert repr(parsed) == repr(expected)
+    with pytest.raises(json.JSONDecodeError):
+        PlatformResponse(200, {}, b"{not json").json()
+    assert PlatformResponse.from_json(200, {"a": [1, 2.5]}).json() == {"a": [1, 2.5]}
+
+
 def test_spec_validation() -> None:
     with pytest.raises(ValueError):
         RateWindow(0, 60)
