@@ -115,7 +115,8 @@ def build_runner(
     budget_pool = ConnectionPool(settings.database_url, min_size=1,
                                  max_size=settings.concurrency + 1, open=True,
                                  name=f"sink-{name}-rate-budget")
-    limiter = PostgresRateLimiter(budget_pool, {name: rate_limit or platform.spec.rate_limit})
+    policy = rate_limit or platform.spec.rate_limit
+    limiter = PostgresRateLimiter(budget_pool, {name: policy})
 
     def build(tenant_id: str) -> Transport:
         connection = parse_connection(tenant_id, name, tenants[tenant_id].connection)
@@ -163,7 +164,19 @@ def build_runner(
         batch_time_budget_s=settings.batch_time_budget_s,
         crash=CrashPoints(settings.crash_at),
         concurrency=settings.concurrency,
+        lanes_per_tenant=lanes_per_tenant(platform, policy, coalesce=settings.coalesce),
     )
+
+
+def lanes_per_tenant(platform: Platform, policy: RateLimitPolicy, *, coalesce: bool
+                     ) -> int | None:
+    """How many of a tenant's lanes may run at once: the requests its platform lets
+    it have in flight, or, coalescing, a full batch's worth of single requests (one
+    batch is one request in flight). None where the policy sets no concurrency."""
+    if policy.concurrency is None:
+        return None
+    codec = platform.batch_codec() if coalesce else None
+    return max(policy.concurrency, codec.max_items if codec is not None else 0)
 
 
 def sink_readiness(runner: SinkRunner, database_url: str) -> Readiness:

@@ -293,3 +293,47 @@ def test_a_lone_record_is_taken_without_waiting_for_a_full_batch() -> None:
     runner.consumer = Consumer([])  # type: ignore[assignment]
     assert runner._poll() == []
     assert runner.consumer.calls == [("poll", None, 0.25)]  # type: ignore[attr-defined]
+
+
+def one_tenant(n_keys: int, per_key: int = 1) -> tuple[list[Record], dict[int, Any]]:
+    """Records of ``n_keys`` customers of tenant t1, interleaved on one partition."""
+    records, entries = [], {}
+    for offset in range(n_keys * per_key):
+        customer, seq = f"c{offset % n_keys}", offset // n_keys
+        entries[offset] = examples.sample_ledger_entry(examples.sample_invoice_event(
+            tenant="t1", invoice_id=f"{customer}-{seq}", customer_id=customer))
+        records.append(Record(TOPIC, 0, offset, f"t1:{customer}".encode(), b""))
+    return records, entries
+
+
+def test_a_tenant_runs_no_more_lanes_than_its_rate_limit_allows() -> None:
+    records, entries = one_tenant(n_keys=8, per_key=2)
+    api, store = Api(), FakeStore()
+    runner = make(api, store, entries)
+    runner.lanes_per_tenant = 2
+    runner.process_batch(records)
+    assert api.peak == 2 and len(api.writes) == 16
+    (outcomes, offsets), = store.commits
+    assert len(outcomes) == 16 and offsets == {(TOPIC, 0): 16}
+    # uncapped, the same batch overlaps more
+    api2 = Api()
+    make(api2, FakeStore(), entries).process_batch(records)
+    assert api2.peak > 2
+
+
+def test_a_capped_tenant_ends_its_batch_soon_after_the_time_budget() -> None:
+    """Lanes waiting for their tenant's turn when the budget is spent do not start:
+    their records are left for the next poll (the partition is rewound to the first of
+    them; the re-read skips those written meanwhile, as booked)."""
+    records, entries = one_tenant(n_keys=12)  # one record per lane, 20 ms each
+    api, store = Api(), FakeStore()
+    runner = make(api, store, entries)
+    runner.lanes_per_tenant, runner.batch_time_budget_s = 1, 0.05
+    runner.process_batch(records)
+    written = len(api.writes)
+    assert 1 <= written <= 5  # one lane at a time: the budget allows about three of 12
+    (outcomes, offsets), = store.commits
+    first_left = min(set(range(12)) - {o.offset for o in outcomes})
+    assert len(outcomes) == written
+    assert runner.consumer.seeks == [(0, first_left)]  # type: ignore[attr-defined]
+    assert offsets == ({(TOPIC, 0): first_left} if first_left else {})
