@@ -26,24 +26,13 @@ from schemas.models import (
 )
 from schemas.models.unchecked import from_avro_unchecked
 from tests.schemas import strategies as s
+from tests.schemas.test_roundtrip import SAMPLES as ROUND_TRIP_SAMPLES
 
-SAMPLES: list[AvroRecord] = [
-    ex.sample_invoice_event(),
-    ex.sample_invoice_event(op=Op.DELETE),
-    ex.sample_payment_event(),
-    ex.sample_refund_event(),
-    ex.sample_credit_note_event(),
-    ex.sample_customer_event(),
-    ex.sample_tax_rate_event(),
-    ex.sample_ledger_entry(),
-    ex.sample_ledger_entry(ex.sample_payment_event()),
-    ex.sample_ledger_entry(ex.sample_refund_event()),
-    ex.sample_ledger_entry(ex.sample_credit_note_event()),
-    ex.sample_ledger_entry(ex.sample_customer_event()),
-    ex.sample_ledger_entry(ex.sample_tax_rate_event()),
-    ex.sample_customer_balance(),
-    ex.sample_dead_letter(),
-]
+#: One of each record kind (the round-trip samples), plus a ledger entry per event kind.
+SAMPLES: list[AvroRecord] = [*ROUND_TRIP_SAMPLES, *(
+    ex.sample_ledger_entry(event) for event in (
+        ex.sample_refund_event(), ex.sample_credit_note_event(), ex.sample_customer_event(),
+        ex.sample_tax_rate_event()))]
 
 
 def _read(model: AvroRecord) -> Any:
