@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_sink import cpu_seconds  # noqa: E402
 from ledgerstream.endpoints import configured_endpoints  # noqa: E402
 from ledgerstream.pipeline import Pipeline, PipelineConfig, Progress  # noqa: E402
 from producers.simulator import SimulationConfig, SimulationResult  # noqa: E402
@@ -92,16 +93,6 @@ class RssSampler:
         return {name: (max(v), statistics.fmean(v)) for name, v in self.samples.items() if v}
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of one process (and its reaped children) so far."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def infra_pids() -> dict[str, list[int]]:
     """The stack's own processes, by what they run: Kafka, the registry, PostgreSQL."""
     found: dict[str, list[int]] = {"Kafka": [], "registry": [], "PostgreSQL": []}
@@ -133,22 +124,20 @@ class CpuMeter:
 
     @staticmethod
     def _sum(pids: list[int]) -> float:
-        return sum(cpu_seconds(pid) or 0.0 for pid in pids)
+        return sum(cpu_seconds(pid) for pid in pids)
 
     @staticmethod
-    def _machine() -> tuple[float, float]:
+    def _machine() -> float:
+        """Core-seconds the whole machine was busy (not idle, not waiting on I/O)."""
         with open("/proc/stat", encoding="ascii") as stat:
             ticks = [int(x) for x in stat.readline().split()[1:]]
-        idle = ticks[3] + ticks[4]
-        hz = os.sysconf("SC_CLK_TCK")
-        return (sum(ticks) - idle) / hz, sum(ticks) / hz
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, extra: dict[str, float]) -> tuple[dict[str, float], float, float]:
         """(CPU s per name, machine busy core-seconds, wall s)."""
         used = {name: self._sum(ps) - self.before[name] for name, ps in self.pids.items()}
         used.update(extra)
-        busy, _ = self._machine()
-        return used, busy - self.machine_before[0], time.monotonic() - self.wall
+        return used, self._machine() - self.machine_before, time.monotonic() - self.wall
 
 
 def steady_latencies(pipeline: Pipeline, since: datetime

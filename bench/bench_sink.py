@@ -205,11 +205,15 @@ class Sampler:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """User+system CPU seconds of this process, or of ``pid`` (from /proc)."""
+    """User+system CPU seconds of this process, or of ``pid`` (from /proc; 0 for a
+    process that has gone)."""
     if pid is None:
         times = os.times()
         return times.user + times.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:  # gone (a PostgreSQL backend that ended): nothing to add
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 from schemas.models.base import (
     AvroRecord,
@@ -98,9 +98,9 @@ def _converter(annotation: Any) -> _Build | None:
         only = plain[0]
         if isinstance(only, type) and issubclass(only, Enum):
             return only
-        if getattr(only, "__origin__", None) in (tuple, list):
+        sequence = get_origin(only)
+        if sequence in (tuple, list):
             inner = _converter(item_type(only))
-            sequence = only.__origin__
             if inner is None:
                 return sequence
             return lambda value: sequence(None if v is None else inner(v) for v in value)

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -301,8 +302,8 @@ class SinkRunner:
         for msg, entry in decoded:
             lanes.setdefault((msg.topic, msg.partition, msg.key), []).append((msg, entry))
         by_tenant: dict[bytes, list[Lane]] = {}
-        for (_, _, key), lane in lanes.items():
-            by_tenant.setdefault((key or b"").split(b":", 1)[0], []).append(lane)
+        for lane in lanes.values():
+            by_tenant.setdefault(_tenant_of(lane), []).append(lane)
         turns = [tenant_lanes[::-1] for tenant_lanes in by_tenant.values()]
         out: list[Lane] = []
         while turns:
@@ -324,11 +325,9 @@ class SinkRunner:
 
     def _run_gated(self, lane: Lane, batch: BatchState, done: set[tuple[str, str]],
                    started: float, gates: Mapping[bytes, threading.Semaphore]) -> None:
-        gate = gates.get(_tenant_of(lane))
-        if gate is None:
-            self._run_lane(lane, batch, done, started)
-            return
-        with gate:  # the pool takes tenants in turn: few other lanes queue behind this wait
+        # the pool takes tenants in turn: few other lanes queue behind a gate's wait
+        gate: AbstractContextManager[Any] = gates.get(_tenant_of(lane)) or nullcontext()
+        with gate:
             self._run_lane(lane, batch, done, started)
 
     def _run_lane(self, lane: Lane, batch: BatchState, done: set[tuple[str, str]],
